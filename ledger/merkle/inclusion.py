@@ -1,0 +1,109 @@
+"""Inclusion proofs (audit paths): RFC 9162 §2.1.3.
+
+Generation is split in two so a store can answer from a single query: the plan
+says which leaf ranges the path is made of (a function of index and size only),
+then ``ProofPlan.assemble`` folds the fetched nodes into the path.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+
+from anchorlog.ledger.errors import InvalidInput, VerificationError
+from anchorlog.ledger.merkle.hashing import HASH_SIZE, node_hash
+from anchorlog.ledger.merkle.ranges import ProofPlan, check_size
+
+__all__ = ["inclusion_plan", "inclusion_proof_length", "root_from_inclusion", "verify_inclusion"]
+
+
+def inclusion_plan(index: int, size: int) -> ProofPlan:
+    """The leaf ranges of PATH(index, D[size]), sibling nearest the leaf first."""
+    check_size("index", index)
+    check_size("size", size)
+    if index >= size:
+        raise InvalidInput("index", f"{index} is not below the tree size {size}")
+    # RFC 9162 §2.1.3.1 walked from the root down: at each split the proof
+    # takes the subtree on the other side of the leaf.
+    siblings: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)  # largest power of two < hi - lo
+        if index < lo + k:
+            siblings.append((lo + k, hi))
+            hi = lo + k
+        else:
+            siblings.append((lo, lo + k))
+            lo += k
+    siblings.reverse()  # the recursion emits the deepest sibling first
+    return ProofPlan(tuple(siblings))
+
+
+def inclusion_proof_length(index: int, size: int) -> int:
+    """How many hashes the audit path of leaf ``index`` in a tree of ``size`` has.
+
+    Needs ``0 <= index < size``. Below the level where the paths to ``index``
+    and to the last leaf part, every level has a sibling; above it, only the
+    levels where the path turns right (1-bits of ``index``) do.
+    """
+    inner = (index ^ (size - 1)).bit_length()
+    return inner + (index >> inner).bit_count()
+
+
+def check_proof_shape(proof: Sequence[bytes], expected: int, what: str) -> None:
+    """``VerificationError`` unless ``proof`` is ``expected`` 32-byte hashes."""
+    if len(proof) != expected:
+        raise VerificationError(f"{what} has {len(proof)} hashes, expected {expected}")
+    for i, p in enumerate(proof):
+        if not isinstance(p, bytes) or len(p) != HASH_SIZE:
+            got = f"{len(p)} bytes" if isinstance(p, bytes) else type(p).__name__
+            raise VerificationError(f"{what} element {i} is not a {HASH_SIZE}-byte hash ({got})")
+
+
+def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """The root that ``proof`` leads to from leaf ``index``; ``VerificationError`` if malformed.
+
+    Everything here is a claim of whoever sent the proof, so every bad value
+    (negative or out-of-range index, wrong lengths) is a failed verification.
+    """
+    if not isinstance(index, int) or not isinstance(size, int) or index < 0 or size < 0:
+        raise VerificationError(f"leaf index {index} and tree size {size} must be integers >= 0")
+    if index >= size:
+        raise VerificationError(f"leaf index {index} is not below the tree size {size}")
+    if not isinstance(leaf_hash, bytes) or len(leaf_hash) != HASH_SIZE:
+        raise VerificationError(f"leaf hash is not a {HASH_SIZE}-byte hash")
+    what = f"inclusion proof for leaf {index} in a tree of size {size}"
+    check_proof_shape(proof, inclusion_proof_length(index, size), what)
+
+    # RFC 9162 §2.1.3.2, step by step. fn walks the leaf's position up the
+    # tree, sn the last leaf's; where they meet the path runs along the right
+    # edge and levels without a sibling are skipped.
+    fn, sn = index, size - 1
+    r = leaf_hash
+    for p in proof:
+        if sn == 0:
+            raise VerificationError(f"{what} is too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError(f"{what} is too short")
+    return r
+
+
+def verify_inclusion(
+    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
+    calculated = root_from_inclusion(leaf_hash, index, size, proof)
+    if not isinstance(root, bytes) or not hmac.compare_digest(calculated, root):
+        raise VerificationError(
+            f"inclusion proof for leaf {index} leads to root {calculated.hex()}, "
+            f"not to the expected root of the tree of size {size}"
+        )

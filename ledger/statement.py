@@ -1,0 +1,137 @@
+"""in-toto Statement v1 (https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md).
+
+anchorlog statements are built as plain JSON in RFC 8785 canonical form (never
+through a protobuf ``Struct``, which turns integers into floats) and parsed
+strictly: the ``_type`` must be Statement v1, every subject names exactly one
+digest, SHA-256 as 64 lower-case hex characters, no two subjects share a digest,
+and the predicate is a JSON object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+
+from anchorlog.ledger.digests import DIGEST_ALGORITHM, check_digest, parse_hex_digest
+from anchorlog.ledger.dsse import strict_json
+from anchorlog.ledger.errors import InvalidInput
+
+STATEMENT_TYPE_V1 = "https://in-toto.io/Statement/v1"
+DEFAULT_MAX_SUBJECTS = 100_000
+MAX_SUBJECT_NAME = 1024
+MAX_PREDICATE_TYPE = 256
+_STATEMENT_FIELDS = frozenset({"_type", "subject", "predicateType", "predicate"})
+_SUBJECT_FIELDS = frozenset({"name", "digest", "uri", "annotations"})
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One statement subject: a name and its SHA-256 digest (raw 32 bytes)."""
+
+    name: str
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        check_digest(self.digest, "subject.digest")
+        if not isinstance(self.name, str) or len(self.name) > MAX_SUBJECT_NAME:
+            raise InvalidInput("subject.name", f"must be a string of <= {MAX_SUBJECT_NAME}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "digest": {DIGEST_ALGORITHM: self.digest.hex()}}
+
+
+@dataclass(frozen=True)
+class Statement:
+    subjects: tuple[Subject, ...]
+    predicate_type: str
+    predicate: Mapping[str, Any]
+
+    def digests(self) -> tuple[bytes, ...]:
+        return tuple(s.digest for s in self.subjects)
+
+
+def build_statement(
+    subjects: Sequence[Subject], predicate_type: str, predicate: Mapping[str, Any]
+) -> bytes:
+    """Statement JSON bytes in RFC 8785 canonical form (deterministic)."""
+    if not subjects:
+        raise InvalidInput("subject", "at least one subject is required")
+    seen: set[bytes] = set()
+    for i, subject in enumerate(subjects):
+        if subject.digest in seen:
+            raise InvalidInput(f"subject[{i}]", f"duplicate digest {subject.digest.hex()}")
+        seen.add(subject.digest)
+    doc = {
+        "_type": STATEMENT_TYPE_V1,
+        "subject": [s.to_json() for s in subjects],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
+    return rfc8785.dumps(doc)
+
+
+def _parse_subject(raw: object, where: str) -> Subject:
+    if not isinstance(raw, dict):
+        raise InvalidInput(where, "must be a JSON object")
+    unknown = set(raw) - _SUBJECT_FIELDS
+    if unknown:
+        raise InvalidInput(where, f"unknown fields {sorted(unknown)}")
+    name = raw.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_SUBJECT_NAME:
+        raise InvalidInput(f"{where}.name", f"must be a string of <= {MAX_SUBJECT_NAME} characters")
+    digest_set = raw.get("digest")
+    if not isinstance(digest_set, dict) or not digest_set:
+        raise InvalidInput(f"{where}.digest", "must be a non-empty object")
+    if set(digest_set) != {DIGEST_ALGORITHM}:
+        raise InvalidInput(
+            f"{where}.digest",
+            f"must hold exactly one sha256 digest, got algorithms {sorted(digest_set)}",
+        )
+    digest = parse_hex_digest(digest_set[DIGEST_ALGORITHM], f"{where}.digest.sha256")
+    return Subject(name=name, digest=digest)
+
+
+def parse_statement(payload: bytes, *, max_subjects: int = DEFAULT_MAX_SUBJECTS) -> Statement:
+    """Parse a Statement v1 payload strictly; every failure names the field."""
+    doc = strict_json(payload, "statement")
+    if not isinstance(doc, dict):
+        raise InvalidInput("statement", "must be a JSON object")
+    unknown = set(doc) - _STATEMENT_FIELDS
+    if unknown:
+        raise InvalidInput("statement", f"unknown fields {sorted(unknown)}")
+    if doc.get("_type") != STATEMENT_TYPE_V1:
+        raise InvalidInput(
+            "statement._type", f"must be {STATEMENT_TYPE_V1!r}, got {str(doc.get('_type'))[:80]!r}"
+        )
+    raw_subjects = doc.get("subject")
+    if not isinstance(raw_subjects, list):
+        raise InvalidInput("statement.subject", "must be a list")
+    if not raw_subjects:
+        raise InvalidInput("statement.subject", "is empty; at least one subject is required")
+    if len(raw_subjects) > max_subjects:
+        raise InvalidInput(
+            "statement.subject", f"{len(raw_subjects)} subjects exceeds the limit of {max_subjects}"
+        )
+    subjects = []
+    seen: dict[bytes, int] = {}
+    for i, raw in enumerate(raw_subjects):
+        subject = _parse_subject(raw, f"statement.subject[{i}]")
+        if subject.digest in seen:
+            raise InvalidInput(
+                f"statement.subject[{i}]",
+                f"duplicate digest (already subject[{seen[subject.digest]}])",
+            )
+        seen[subject.digest] = i
+        subjects.append(subject)
+    predicate_type = doc.get("predicateType")
+    if not isinstance(predicate_type, str) or not predicate_type:
+        raise InvalidInput("statement.predicateType", "must be a non-empty string")
+    if len(predicate_type) > MAX_PREDICATE_TYPE:
+        raise InvalidInput("statement.predicateType", f"longer than {MAX_PREDICATE_TYPE}")
+    predicate = doc.get("predicate")
+    if not isinstance(predicate, dict):
+        raise InvalidInput("statement.predicate", "must be a JSON object")
+    return Statement(subjects=tuple(subjects), predicate_type=predicate_type, predicate=predicate)

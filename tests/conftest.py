@@ -1,0 +1,80 @@
+"""Shared fixtures: a real anchorlog server in a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+VECTORS = SHARED / "test-vectors"
+
+
+@dataclass
+class ServerProcess:
+    """A running `anchorlog serve` and what it printed at start-up."""
+
+    data_dir: Path
+    process: subprocess.Popen[str]
+    address: str
+    log_key: str
+    admin_token: str
+    output: list[str]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `anchorlog serve` on port 0 and wait until it says where it listens."""
+    command = [sys.executable, "-m", "anchorlog.client.cli", "serve", "--data", str(data_dir),
+               "--listen", "127.0.0.1:0", *extra]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    lines: list[str] = []
+    address = log_key = ""
+    deadline = time.monotonic() + 30
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if m := re.match(r"anchorlog serving on (\S+)", line):
+            address = m.group(1)
+        if m := re.match(r"verifier key: (\S+)", line):
+            log_key = m.group(1)
+        if line.startswith("log size:"):
+            break
+    if not address or not log_key:
+        process.kill()
+        _, err = process.communicate(timeout=10)
+        raise RuntimeError(f"server did not start: {lines} {err}")
+    token = (data_dir / "admin.token").read_text().strip()
+    return ServerProcess(data_dir, process, address, log_key, token, lines)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = start_server(tmp_path / "data", "--auth-failures-per-minute", "10000")
+    try:
+        yield proc
+    finally:
+        proc.stop()
