@@ -1,0 +1,477 @@
+"""``LedgerClient``: talk to an anchorlog service and verify every answer.
+
+Nothing is returned before it is verified against the pinned log key: checkpoint
+signatures, consistency with the last checkpoint this client trusted (kept in a
+state file), inclusion proofs, batch paths and DSSE signatures against the key
+registry replayed from the log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from anchorlog.client.receipts import Bundle, Receipt, verify_receipt
+from anchorlog.client.state import default_state_path, load_trusted, save_trusted
+from anchorlog.client.verify import (
+    DigestClaim,
+    SampleProvenance,
+    VerifiedCheckpoint,
+    VerifiedEntry,
+    check_checkpoint,
+    check_consistency,
+    check_entry,
+    check_provenance,
+    key_state,
+)
+from anchorlog.ledger.batch import BatchPath
+from anchorlog.ledger.dsse import Envelope
+from anchorlog.ledger.entry import EntryKind
+from anchorlog.ledger.errors import LedgerError, VerificationError
+from anchorlog.ledger.keys import KeyRegistry
+from anchorlog.ledger.note import NoteVerifier
+from anchorlog.v1 import anchorlog_pb2 as pb
+from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+
+ROLES = {"admin": pb.ROLE_ADMIN, "vendor": pb.ROLE_VENDOR, "reader": pb.ROLE_READER, "auditor": pb.ROLE_AUDITOR}
+ROLE_NAMES = {v: k for k, v in ROLES.items()}
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+class LedgerRpcError(LedgerError):
+    """The service refused a request; ``code`` is the gRPC status code name."""
+
+    def __init__(self, code: str, message: str, fields: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.fields = tuple(fields)
+
+
+def _status_details(code: str, message: str, details: Iterable[object]) -> LedgerRpcError:
+    fields: list[tuple[str, str]] = []
+    for detail in details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Is(bad.DESCRIPTOR):  # type: ignore[attr-defined]
+            detail.Unpack(bad)  # type: ignore[attr-defined]
+            fields.extend((v.field, v.description) for v in bad.field_violations)
+    return LedgerRpcError(code, message, fields)
+
+
+def rpc_error(exc: grpc.RpcError) -> LedgerRpcError:
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    code = exc.code().name  # type: ignore[attr-defined]
+    if status is None:
+        return LedgerRpcError(code, exc.details() or "")  # type: ignore[attr-defined]
+    return _status_details(code, status.message, status.details)
+
+
+@dataclass(frozen=True)
+class Submission:
+    envelope: bytes
+    batch_digests: bytes = b""
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    position: int
+    receipt: Receipt | None = None
+    error: LedgerRpcError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.receipt is not None
+
+
+@dataclass
+class _StreamContext:
+    checkpoint: VerifiedCheckpoint | None = None
+    entries: dict[int, VerifiedEntry] = field(default_factory=dict)
+    proofs: dict[int, tuple[bytes, tuple[bytes, ...]]] = field(default_factory=dict)
+    registry: KeyRegistry | None = None
+    claims: dict[bytes, DigestClaim] = field(default_factory=dict)
+
+
+class LedgerClient:
+    """A verifying client for one anchorlog log.
+
+    ``log_key`` is the log's verifier key string (``origin+keyid+base64``),
+    pinned. Without it the client refuses to connect unless
+    ``trust_on_first_use=True``, in which case the key is taken from the first
+    checkpoint's signature line named after the origin the server reports and
+    written to the state file next to the trusted checkpoint.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str,
+        log_key: str,
+        state_path: Path | None = None,
+        root_certificates: bytes | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.verifier = NoteVerifier.from_vkey(log_key)
+        self.state_path = state_path or default_state_path(self.verifier)
+        self._timeout = timeout
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if root_certificates is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = pb_grpc.LedgerStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._trusted = load_trusted(self.state_path, self.verifier)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, request: object) -> object:
+        try:
+            return getattr(self._stub, method)(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from None
+
+    @property
+    def trusted_checkpoint(self) -> VerifiedCheckpoint | None:
+        return self._trusted
+
+    def _advance(self, note: bytes, proof: Sequence[bytes]) -> VerifiedCheckpoint:
+        """Verify a new checkpoint against the trusted one and trust it."""
+        checkpoint = check_checkpoint(note, self.verifier)
+        check_consistency(self._trusted, checkpoint, proof)
+        if self._trusted is None or checkpoint.size > self._trusted.size:
+            save_trusted(self.state_path, self.verifier, checkpoint)
+            self._trusted = checkpoint
+        elif not hmac.compare_digest(checkpoint.root_hash, self._trusted.root_hash):
+            raise VerificationError("same-size checkpoint with a different root")
+        return checkpoint
+
+    def _trusted_size(self) -> int:
+        return self._trusted.size if self._trusted else 0
+
+    # ------------------------------------------------------------ reads
+
+    def checkpoint(self) -> VerifiedCheckpoint:
+        """The latest checkpoint, proved consistent with the trusted one."""
+        response = self._call("GetCheckpoint", pb.GetCheckpointRequest(trusted_size=self._trusted_size()))
+        assert isinstance(response, pb.GetCheckpointResponse)
+        return self._advance(response.checkpoint.note, list(response.consistency.hashes))
+
+    def whoami(self) -> tuple[str, str]:
+        response = self._call("WhoAmI", pb.WhoAmIRequest())
+        assert isinstance(response, pb.WhoAmIResponse)
+        return response.principal, ROLE_NAMES.get(response.role, "unknown")
+
+    def _absorb(self, response: pb.ProvenanceResponse, ctx: _StreamContext) -> list[SampleProvenance]:
+        if response.HasField("checkpoint"):
+            ctx.checkpoint = self._advance(response.checkpoint.note, list(response.consistency.hashes))
+        if ctx.checkpoint is None:
+            raise VerificationError("provenance answer without a checkpoint")
+        new_key_events = False
+        for proved in response.entries:
+            entry = check_entry(
+                proved.entry.index, proved.entry.data, list(proved.inclusion.hashes),
+                proved.inclusion.tree_size, ctx.checkpoint,
+            )
+            ctx.entries[entry.index] = entry
+            ctx.proofs[entry.index] = (entry.data, tuple(proved.inclusion.hashes))
+            new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
+        if new_key_events or ctx.registry is None:
+            ctx.registry = key_state(ctx.entries.values(), self.verifier)
+        results = []
+        for record in response.digests:
+            claim = DigestClaim(
+                digest=bytes(record.digest),
+                hits=tuple(
+                    (
+                        hit.entry_index,
+                        BatchPath(
+                            leaf_index=hit.batch_path.leaf_index,
+                            batch_size=hit.batch_path.batch_size,
+                            hashes=tuple(hit.batch_path.hashes),
+                        )
+                        if hit.HasField("batch_path")
+                        else None,
+                    )
+                    for hit in record.hits
+                ),
+                revocation_indices=tuple(record.revocation_indices),
+                status_hint=record.status_hint,
+            )
+            ctx.claims[claim.digest] = claim
+            results.append(check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint))
+        return results
+
+    def provenance(self, digest: bytes) -> SampleProvenance:
+        """Verified provenance of one sample digest (32 raw bytes)."""
+        response = self._call(
+            "GetProvenance", pb.GetProvenanceRequest(digest=digest, trusted_size=self._trusted_size())
+        )
+        assert isinstance(response, pb.ProvenanceResponse)
+        (result,) = self._absorb(response, _StreamContext())
+        if result.digest != digest:
+            raise VerificationError("server answered for a different digest")
+        return result
+
+    def provenance_many(
+        self, digests: Iterable[bytes], *, chunk: int = 2000, bundle: list[Bundle] | None = None
+    ) -> Iterator[SampleProvenance]:
+        """Verified provenance of many digests, streamed against one checkpoint.
+
+        Results come in input order. With ``bundle`` (a list), a Bundle of
+        everything received is appended to it when the stream ends.
+        """
+        ctx = _StreamContext()
+        first_size = self._trusted_size()
+        asked: list[list[bytes]] = []
+
+        def requests() -> Iterator[pb.ProvenanceQuery]:
+            batch: list[bytes] = []
+            for digest in digests:
+                batch.append(digest)
+                if len(batch) >= chunk:
+                    asked.append(batch)
+                    yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size)
+                    batch = []
+            if batch:
+                asked.append(batch)
+                yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size)
+
+        try:
+            responses = self._stub.StreamProvenance(requests(), metadata=self._metadata)
+            for number, response in enumerate(responses):
+                results = self._absorb(response, ctx)
+                expected = asked[number]
+                if [r.digest for r in results] != expected:
+                    raise VerificationError("stream answered different digests than asked")
+                yield from results
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from None
+        if bundle is not None and ctx.checkpoint is not None:
+            bundle.append(self._bundle(ctx))
+
+    def _bundle(self, ctx: _StreamContext) -> Bundle:
+        assert ctx.checkpoint is not None and ctx.registry is not None
+        samples = []
+        needed = {i for i, e in ctx.entries.items() if e.entry.kind is EntryKind.KEY_EVENT}
+        for claim in ctx.claims.values():
+            result = check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint)
+            samples.append((claim, str(result.status)))
+            needed.update(i for i, _ in claim.hits)
+            needed.update(claim.revocation_indices)
+        return Bundle(
+            checkpoint=ctx.checkpoint.note,
+            entries={i: ctx.proofs[i] for i in sorted(needed)},
+            samples=tuple(samples),
+        )
+
+    def entry(self, index: int) -> VerifiedEntry:
+        """One entry, proved against the latest checkpoint (itself proved consistent)."""
+        response = self._call("GetInclusionProof", pb.GetInclusionProofRequest(index=index))
+        assert isinstance(response, pb.GetInclusionProofResponse)
+        checkpoint = check_checkpoint(response.checkpoint.note, self.verifier)
+        if checkpoint.size != self._trusted_size():
+            checkpoint = self.checkpoint()
+        proved = response.entry
+        if proved.inclusion.tree_size != checkpoint.size:
+            response = self._call(
+                "GetInclusionProof", pb.GetInclusionProofRequest(index=index, tree_size=checkpoint.size)
+            )
+            assert isinstance(response, pb.GetInclusionProofResponse)
+            proved = response.entry
+        return check_entry(
+            proved.entry.index, proved.entry.data, list(proved.inclusion.hashes),
+            proved.inclusion.tree_size, checkpoint,
+        )
+
+    def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
+        response = self._call(
+            "GetConsistencyProof",
+            pb.GetConsistencyProofRequest(first_size=first_size, second_size=second_size),
+        )
+        assert isinstance(response, pb.ConsistencyProof)
+        return list(response.hashes)
+
+    def latest_raw_checkpoint(self) -> bytes:
+        """The latest checkpoint note, signature-checked but not consistency-checked."""
+        response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
+        assert isinstance(response, pb.GetCheckpointResponse)
+        return check_checkpoint(response.checkpoint.note, self.verifier).note
+
+    # ------------------------------------------------------------ auditors
+
+    def raw_entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Entries [start, end) as sent (one bounded page); auditors verify them."""
+        response = self._call("GetEntries", pb.GetEntriesRequest(start=start, end=end))
+        assert isinstance(response, pb.GetEntriesResponse)
+        return [(e.index, bytes(e.data)) for e in response.entries]
+
+    def batch_digests(self, entry_index: int) -> bytes:
+        response = self._call("GetBatchDigests", pb.GetBatchDigestsRequest(entry_index=entry_index))
+        assert isinstance(response, pb.GetBatchDigestsResponse)
+        return bytes(response.digests)
+
+    def key_history(self, vendor_id: str = "") -> tuple[VerifiedCheckpoint, list[VerifiedEntry]]:
+        response = self._call("GetKeyHistory", pb.GetKeyHistoryRequest(vendor_id=vendor_id))
+        assert isinstance(response, pb.GetKeyHistoryResponse)
+        checkpoint = check_checkpoint(response.checkpoint.note, self.verifier)
+        return checkpoint, [
+            check_entry(p.entry.index, p.entry.data, list(p.inclusion.hashes), p.inclusion.tree_size, checkpoint)
+            for p in response.entries
+        ]
+
+    # ------------------------------------------------------------ vendors
+
+    def _receipt(self, receipt: pb.Receipt, submitted: Submission | None) -> Receipt:
+        out = Receipt(
+            index=receipt.entry.entry.index,
+            data=bytes(receipt.entry.entry.data),
+            tree_size=receipt.entry.inclusion.tree_size,
+            hashes=tuple(receipt.entry.inclusion.hashes),
+            checkpoint=bytes(receipt.checkpoint.note),
+            duplicate=receipt.duplicate,
+        )
+        verified = verify_receipt(out, self.verifier)
+        if submitted is not None:
+            stored = Envelope.parse(verified.entry.envelope)
+            sent = Envelope.parse(submitted.envelope)
+            if stored.pae() != sent.pae():
+                raise VerificationError(
+                    f"receipt for entry {out.index} is for a different statement than submitted"
+                )
+        return out
+
+    def _outcome(self, result: pb.ItemResult, submitted: Submission | None) -> SubmitOutcome:
+        if result.HasField("receipt"):
+            return SubmitOutcome(result.position, receipt=self._receipt(result.receipt, submitted))
+        code = grpc.StatusCode(
+            next(c for c in grpc.StatusCode if c.value[0] == result.error.code)
+        ).name
+        return SubmitOutcome(
+            result.position, error=_status_details(code, result.error.message, result.error.details)
+        )
+
+    def submit(self, items: Sequence[Submission]) -> list[SubmitOutcome]:
+        """Submit a batch; each item gets a verified receipt or its own error."""
+        request = pb.SubmitRequest(
+            items=[pb.SubmitItem(envelope=i.envelope, batch_digests=i.batch_digests) for i in items]
+        )
+        response = self._call("Submit", request)
+        assert isinstance(response, pb.SubmitResponse)
+        if len(response.results) != len(items):
+            raise VerificationError("server answered a different number of items than submitted")
+        return [self._outcome(r, items[r.position]) for r in response.results]
+
+    def submit_stream(self, items: Iterable[Submission]) -> Iterator[SubmitOutcome]:
+        """Submit a stream of items; outcomes come back in order as they are sequenced."""
+        sent: list[Submission] = []
+
+        def requests() -> Iterator[pb.SubmitItem]:
+            for item in items:
+                sent.append(item)
+                yield pb.SubmitItem(envelope=item.envelope, batch_digests=item.batch_digests)
+
+        try:
+            for result in self._stub.SubmitStream(requests(), metadata=self._metadata):
+                yield self._outcome(result, sent[result.position])
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from None
+
+    # ------------------------------------------------------------ admin
+
+    def _key_event(self, method: str, request: object) -> tuple[str, Receipt]:
+        response = self._call(method, request)
+        assert isinstance(response, pb.KeyEventResponse)
+        return response.key_id, self._receipt(response.receipt, None)
+
+    def create_vendor(self, vendor_id: str, display_name: str = "") -> Receipt:
+        return self._key_event(
+            "CreateVendor", pb.CreateVendorRequest(vendor_id=vendor_id, display_name=display_name)
+        )[1]
+
+    def register_key(
+        self, vendor_id: str, public_key: bytes, *, not_before: int = 0, not_after: int = 0
+    ) -> tuple[str, Receipt]:
+        return self._key_event(
+            "RegisterKey",
+            pb.RegisterKeyRequest(
+                vendor_id=vendor_id, public_key=public_key, not_before=not_before, not_after=not_after
+            ),
+        )
+
+    def rotate_key(
+        self, vendor_id: str, old_key_id: str, new_public_key: bytes, *, not_after: int = 0
+    ) -> tuple[str, Receipt]:
+        return self._key_event(
+            "RotateKey",
+            pb.RotateKeyRequest(
+                vendor_id=vendor_id, old_key_id=old_key_id, new_public_key=new_public_key,
+                not_after=not_after,
+            ),
+        )
+
+    def revoke_key(
+        self, vendor_id: str, key_id: str, *, compromised: bool = False, reason: str = ""
+    ) -> Receipt:
+        return self._key_event(
+            "RevokeKey",
+            pb.RevokeKeyRequest(vendor_id=vendor_id, key_id=key_id, compromised=compromised, reason=reason),
+        )[1]
+
+    def issue_token(self, principal: str, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        response = self._call("IssueToken", pb.IssueTokenRequest(principal=principal, role=ROLES[role]))
+        assert isinstance(response, pb.IssueTokenResponse)
+        return response.token
+
+
+def fetch_verifier_key_tofu(
+    address: str, *, token: str, root_certificates: bytes | None = None, timeout: float = 30.0
+) -> str:
+    """Trust on first use: ask the server for its verifier key.
+
+    Only for users who explicitly accept that the first answer is not verified
+    against anything; the key is then pinned. The returned key is checked to
+    verify the server's own latest checkpoint.
+    """
+    if root_certificates is not None:
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
+    else:
+        channel = grpc.insecure_channel(address)
+    try:
+        stub = pb_grpc.LedgerStub(channel)
+        try:
+            response = stub.GetCheckpoint(
+                pb.GetCheckpointRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from None
+        verifier = NoteVerifier.from_vkey(response.verifier_key)
+        check_checkpoint(response.checkpoint.note, verifier)
+        return verifier.vkey()
+    finally:
+        channel.close()

@@ -1,0 +1,61 @@
+"""The last checkpoint this client trusted, kept in a small JSON file.
+
+Each later checkpoint must be proved consistent with it before it replaces it;
+a checkpoint that cannot be is evidence of a forked or rewritten log.
+The file is replaced atomically (write, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from anchorlog.client.verify import VerifiedCheckpoint, check_checkpoint
+from anchorlog.ledger.errors import VerificationError
+from anchorlog.ledger.note import NoteVerifier
+
+
+def default_state_path(verifier: NoteVerifier) -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    safe = verifier.name.replace("/", "_")
+    return base / "anchorlog" / f"{safe}-{verifier.key_id.hex()}.json"
+
+
+def load_trusted(path: Path, verifier: NoteVerifier) -> VerifiedCheckpoint | None:
+    """Read and re-verify the trusted checkpoint; None if the file does not exist."""
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(raw)
+        if doc.get("vkey") != verifier.vkey():
+            raise VerificationError(
+                f"state file {path} belongs to log key {doc.get('vkey')!r}, not {verifier.vkey()!r}"
+            )
+        note = base64.b64decode(doc["checkpoint"], validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(f"state file {path} is corrupt: {exc}") from exc
+    return check_checkpoint(note, verifier)
+
+
+def save_trusted(path: Path, verifier: NoteVerifier, checkpoint: VerifiedCheckpoint) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "vkey": verifier.vkey(),
+        "size": checkpoint.size,
+        "checkpoint": base64.b64encode(checkpoint.note).decode(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(doc, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

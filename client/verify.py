@@ -1,0 +1,326 @@
+"""Verification of everything the server says, as pure functions.
+
+Each function takes what was received and the log's pinned verifier key (or
+values already verified with it) and either returns typed, verified values or
+raises :class:`~anchorlog.ledger.errors.VerificationError` saying what failed.
+Nothing here talks to the network, so receipts and bundles verify offline with
+exactly the same code as live answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
+from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, verify_envelope
+from anchorlog.ledger.entry import EntryKind, LogEntry, decode_entry
+from anchorlog.ledger.errors import InconsistentLogError, InvalidInput, VerificationError
+from anchorlog.ledger.keys import KeyRegistry, VendorKey, replay_registry
+from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.predicates import (
+    ProvenancePredicate,
+    RevocationPredicate,
+    parse_revocation_targets,
+)
+from anchorlog.ledger.statement import Statement, parse_statement
+from anchorlog.ledger.status import AttestationFact, Status, derive_status
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    checkpoint: Checkpoint
+    note: bytes
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+    @property
+    def root_hash(self) -> bytes:
+        return self.checkpoint.root_hash
+
+
+@dataclass(frozen=True)
+class VerifiedEntry:
+    index: int
+    data: bytes
+    leaf_hash: bytes
+    entry: LogEntry
+
+
+@dataclass(frozen=True)
+class VerifiedAttestation:
+    """An attestation entry whose inclusion and signature were verified."""
+
+    entry: VerifiedEntry
+    vendor_id: str
+    key_id: str
+    statement: Statement
+    predicate: ProvenancePredicate
+    key_compromised: bool
+
+
+@dataclass(frozen=True)
+class SampleProvenance:
+    """What the log proves about one sample digest, and the status derived from it."""
+
+    digest: bytes
+    status: Status
+    attestations: tuple[VerifiedAttestation, ...]
+    revoked_entries: frozenset[int]
+    checkpoint: VerifiedCheckpoint
+    server_status_hint: str = ""
+
+    def facts(self) -> list[AttestationFact]:
+        return [
+            AttestationFact(
+                entry_index=a.entry.index,
+                vendor_id=a.vendor_id,
+                claim=a.predicate.claim,
+                performed_at=a.predicate.performed_at,
+                revoked=a.entry.index in self.revoked_entries,
+                key_compromised=a.key_compromised,
+            )
+            for a in self.attestations
+        ]
+
+
+def check_checkpoint(note: bytes, verifier: NoteVerifier) -> VerifiedCheckpoint:
+    """A checkpoint note signed by the pinned log key, for the key's origin."""
+    try:
+        checkpoint = verify_checkpoint(note, verifier)
+    except InvalidInput as exc:
+        raise VerificationError(f"checkpoint is malformed: {exc}") from exc
+    return VerifiedCheckpoint(checkpoint, note)
+
+
+def check_consistency(
+    trusted: VerifiedCheckpoint | None, new: VerifiedCheckpoint, proof: Sequence[bytes]
+) -> None:
+    """Prove ``new`` extends ``trusted``; any failure is evidence of a forked log."""
+    if trusted is None or trusted.size == 0:
+        return
+    if new.size < trusted.size:
+        raise InconsistentLogError(
+            f"the log presented a checkpoint of size {new.size}, smaller than the size "
+            f"{trusted.size} this client already trusts: the log was rolled back or forked"
+        )
+    try:
+        verify_consistency(trusted.size, new.size, trusted.root_hash, new.root_hash, proof)
+    except VerificationError as exc:
+        raise InconsistentLogError(
+            f"checkpoint at size {new.size} is not consistent with the trusted checkpoint at "
+            f"size {trusted.size}: {exc}. This is evidence of a forked or rewritten log."
+        ) from exc
+
+
+def check_entry(
+    index: int, data: bytes, proof: Sequence[bytes], tree_size: int, checkpoint: VerifiedCheckpoint
+) -> VerifiedEntry:
+    """An entry proven included in the checkpoint's tree, with its bytes decoded."""
+    if tree_size != checkpoint.size:
+        raise VerificationError(
+            f"entry {index}: proof is for tree size {tree_size}, checkpoint has {checkpoint.size}"
+        )
+    digest = leaf_hash(data)
+    try:
+        verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
+    except VerificationError as exc:
+        raise VerificationError(f"entry {index}: inclusion proof does not verify: {exc}") from exc
+    try:
+        entry = decode_entry(data)
+    except InvalidInput as exc:
+        raise VerificationError(f"entry {index}: malformed entry bytes: {exc}") from exc
+    if entry.index != index:
+        raise VerificationError(f"entry {index}: its bytes say index {entry.index}")
+    return VerifiedEntry(index=index, data=data, leaf_hash=digest, entry=entry)
+
+
+def key_state(entries: Iterable[VerifiedEntry], log_key: NoteVerifier) -> KeyRegistry:
+    """Replay the vendor key registry from verified key-event entries."""
+    key_entries = sorted(
+        (e for e in entries if e.entry.kind is EntryKind.KEY_EVENT), key=lambda e: e.index
+    )
+    return replay_registry(((e.index, e.data) for e in key_entries), log_key.public_key)
+
+
+def _integrated_at(entry: LogEntry) -> datetime:
+    return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
+
+
+def _signing_key(
+    envelope: Envelope, entry: VerifiedEntry, registry: KeyRegistry
+) -> VendorKey:
+    hints = [s.keyid for s in envelope.signatures if s.keyid]
+    at = _integrated_at(entry.entry)
+    for key in registry.candidate_keys(entry.entry.submitter, hints):
+        if not key.valid_for(entry.index, at):
+            continue
+        try:
+            verify_envelope(envelope, key.public_key)
+        except VerificationError:
+            continue
+        return key
+    raise VerificationError(
+        f"entry {entry.index}: envelope is not signed by any key of vendor "
+        f"{entry.entry.submitter!r} valid at that entry"
+    )
+
+
+def _open_envelope(entry: VerifiedEntry) -> tuple[Envelope, Statement]:
+    try:
+        envelope = Envelope.parse(entry.entry.envelope)
+        if envelope.payload_type != PAYLOAD_TYPE_INTOTO:
+            raise VerificationError(f"entry {entry.index}: unexpected payload type")
+        return envelope, parse_statement(envelope.payload, max_subjects=1 << 30)
+    except InvalidInput as exc:
+        raise VerificationError(f"entry {entry.index}: invalid envelope: {exc}") from exc
+
+
+def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> VerifiedAttestation:
+    if entry.entry.kind is not EntryKind.ATTESTATION:
+        raise VerificationError(f"entry {entry.index} is not an attestation")
+    envelope, statement = _open_envelope(entry)
+    key = _signing_key(envelope, entry, registry)
+    try:
+        predicate = ProvenancePredicate.parse(statement.predicate)
+    except InvalidInput as exc:
+        raise VerificationError(f"entry {entry.index}: invalid predicate: {exc}") from exc
+    return VerifiedAttestation(
+        entry=entry,
+        vendor_id=entry.entry.submitter,
+        key_id=key.key_id,
+        statement=statement,
+        predicate=predicate,
+        key_compromised=key.compromised,
+    )
+
+
+def check_revocation_entry(
+    entry: VerifiedEntry, registry: KeyRegistry, targets: Mapping[int, VerifiedEntry]
+) -> frozenset[int]:
+    """The attestation indices a verified revocation entry really revokes.
+
+    A revocation counts only when signed by a key of the vendor that submitted
+    the revoked entries and when it names their exact leaf hashes.
+    """
+    if entry.entry.kind is not EntryKind.REVOCATION:
+        raise VerificationError(f"entry {entry.index} is not a revocation")
+    envelope, statement = _open_envelope(entry)
+    _signing_key(envelope, entry, registry)
+    try:
+        RevocationPredicate.parse(statement.predicate)
+        named = parse_revocation_targets(statement)
+    except InvalidInput as exc:
+        raise VerificationError(f"entry {entry.index}: invalid revocation: {exc}") from exc
+    revoked = set()
+    for index, digest in named:
+        target = targets.get(index)
+        if target is None:
+            continue
+        if not hmac.compare_digest(target.leaf_hash, digest):
+            raise VerificationError(
+                f"revocation entry {entry.index} names entry {index} with a different leaf hash"
+            )
+        if target.entry.submitter != entry.entry.submitter:
+            raise VerificationError(
+                f"revocation entry {entry.index} by {entry.entry.submitter!r} targets entry "
+                f"{index} of another vendor"
+            )
+        if index >= entry.index:
+            raise VerificationError(f"revocation entry {entry.index} revokes a later entry {index}")
+        revoked.add(index)
+    return frozenset(revoked)
+
+
+def check_names_digest(
+    attestation: VerifiedAttestation, digest: bytes, batch_path: BatchPath | None
+) -> None:
+    """The attestation really covers ``digest``: as a subject or through its batch root."""
+    subjects = attestation.statement.subjects
+    if attestation.predicate.batch is None:
+        if batch_path is not None:
+            raise VerificationError(
+                f"entry {attestation.entry.index}: server sent a batch path for a direct statement"
+            )
+        if not any(hmac.compare_digest(s.digest, digest) for s in subjects):
+            raise VerificationError(
+                f"entry {attestation.entry.index} does not name digest {digest.hex()}"
+            )
+        return
+    if batch_path is None:
+        raise VerificationError(
+            f"entry {attestation.entry.index} commits to a batch but no batch path was sent"
+        )
+    (root_subject,) = [s for s in subjects if s.name == BATCH_SUBJECT_NAME] or [None]
+    if root_subject is None:
+        raise VerificationError(f"entry {attestation.entry.index} has no batch root subject")
+    if batch_path.batch_size != attestation.predicate.batch.size:
+        raise VerificationError(
+            f"entry {attestation.entry.index}: batch path size {batch_path.batch_size} differs "
+            f"from the signed batch size {attestation.predicate.batch.size}"
+        )
+    try:
+        verify_batch_path(digest, batch_path, root_subject.digest)
+    except VerificationError as exc:
+        raise VerificationError(
+            f"entry {attestation.entry.index}: batch path for {digest.hex()} does not verify: {exc}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class DigestClaim:
+    """What the server says about one digest, before verification."""
+
+    digest: bytes
+    hits: tuple[tuple[int, BatchPath | None], ...]
+    revocation_indices: tuple[int, ...]
+    status_hint: str = ""
+
+
+def check_provenance(
+    claim: DigestClaim,
+    entries: Mapping[int, VerifiedEntry],
+    registry: KeyRegistry,
+    checkpoint: VerifiedCheckpoint,
+) -> SampleProvenance:
+    """Verify one digest's answer against already-verified entries and key state."""
+    attestations = []
+    for index, path in claim.hits:
+        entry = entries.get(index)
+        if entry is None:
+            raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
+        attestation = check_attestation_entry(entry, registry)
+        check_names_digest(attestation, claim.digest, path)
+        attestations.append(attestation)
+    targets = {a.entry.index: a.entry for a in attestations}
+    revoked: set[int] = set()
+    for index in claim.revocation_indices:
+        entry = entries.get(index)
+        if entry is None:
+            raise VerificationError(f"server named revocation {index} without proof")
+        revoked |= check_revocation_entry(entry, registry, targets)
+    facts = [
+        AttestationFact(
+            entry_index=a.entry.index,
+            vendor_id=a.vendor_id,
+            claim=a.predicate.claim,
+            performed_at=a.predicate.performed_at,
+            revoked=a.entry.index in revoked,
+            key_compromised=a.key_compromised,
+        )
+        for a in attestations
+    ]
+    return SampleProvenance(
+        digest=claim.digest,
+        status=derive_status(facts),
+        attestations=tuple(attestations),
+        revoked_entries=frozenset(revoked),
+        checkpoint=checkpoint,
+        server_status_hint=claim.status_hint,
+    )

@@ -1,0 +1,677 @@
+"""The gRPC servicer: authentication, the role matrix, and each RPC.
+
+Every RPC goes through :meth:`LedgerService._guard`, which authenticates the
+bearer token, checks the role against :data:`~anchorlog.server.auth.RPC_ROLES`
+and turns any failure into a precise status. Handlers only read the store or
+hand validated entries to the sequencer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+
+from anchorlog.ledger.batch import BatchTree, parse_batch_digests
+from anchorlog.ledger.entry import EntryKind, decode_entry
+from anchorlog.ledger.errors import InvalidInput, NotFound
+from anchorlog.ledger.keys import (
+    KeyEvent,
+    KeyEventType,
+    NO_EXPIRY,
+    KeyRegistry,
+    check_vendor_id,
+    key_event_envelope,
+    open_key_event,
+)
+from anchorlog.ledger.note import NoteSigner
+from anchorlog.ledger.predicates import ProvenancePredicate
+from anchorlog.ledger.statement import parse_statement
+from anchorlog.ledger.status import AttestationFact, derive_status
+from anchorlog.ledger.store import (
+    AppendResult,
+    LogStore,
+    PendingEntry,
+    SignedCheckpoint,
+    StoredEntry,
+    dedup_key,
+)
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, ed25519_key_id, pae
+from anchorlog.server.auth import RPC_ROLES, FailureLimiter, Principal, Role, TokenStore
+from anchorlog.server.errors import Denied, Exhausted, Unauthenticated, abort, to_status
+from anchorlog.server.sequencer import SequencedItem, Sequencer
+from anchorlog.server.submissions import SubmissionLimits, prepare_submission
+from anchorlog.v1 import anchorlog_pb2 as pb
+from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+
+log = logging.getLogger("anchorlog.server")
+T = TypeVar("T")
+
+_ROLE_TO_PB = {
+    Role.ADMIN: pb.ROLE_ADMIN,
+    Role.VENDOR: pb.ROLE_VENDOR,
+    Role.READER: pb.ROLE_READER,
+    Role.AUDITOR: pb.ROLE_AUDITOR,
+}
+_PB_TO_ROLE = {v: k for k, v in _ROLE_TO_PB.items()}
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    submission: SubmissionLimits = field(default_factory=SubmissionLimits)
+    max_items_per_request: int = 10_000
+    max_stream_items: int = 10_000_000
+    max_digests_per_query: int = 10_000
+    max_entries_page: int = 1000
+    max_streams_per_principal: int = 8
+    stream_window: int = 2048
+    batch_tree_cache: int = 16
+
+
+def _checkpoint_pb(cp: SignedCheckpoint) -> pb.Checkpoint:
+    return pb.Checkpoint(note=cp.note, size=cp.size, root_hash=cp.root_hash)
+
+
+def _digest(value: bytes, field_name: str) -> bytes:
+    if len(value) != 32:
+        raise InvalidInput(field_name, f"must be a 32-byte SHA-256 digest, got {len(value)} bytes")
+    return value
+
+
+class _StreamSlots:
+    """Concurrent streams per principal, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def acquire(self, principal: str) -> None:
+        with self._lock:
+            count = self._open.get(principal, 0)
+            if count >= self._limit:
+                raise Exhausted(f"at most {self._limit} concurrent streams per principal")
+            self._open[principal] = count + 1
+
+    def release(self, principal: str) -> None:
+        with self._lock:
+            self._open[principal] -= 1
+
+
+class LedgerService(pb_grpc.LedgerServicer):
+    def __init__(
+        self,
+        *,
+        store: LogStore,
+        registry: KeyRegistry,
+        sequencer: Sequencer,
+        tokens: TokenStore,
+        signer: NoteSigner,
+        limits: ServiceLimits,
+        failures: FailureLimiter,
+    ) -> None:
+        missing = [m for m in pb.DESCRIPTOR.services_by_name["Ledger"].methods_by_name if m not in RPC_ROLES]
+        if missing:
+            raise RuntimeError(f"RPCs without a role rule: {missing}")
+        self._store = store
+        self._registry = registry
+        self._sequencer = sequencer
+        self._tokens = tokens
+        self._signer = signer
+        self._limits = limits
+        self._failures = failures
+        self._streams = _StreamSlots(limits.max_streams_per_principal)
+        self._batch_trees: OrderedDict[int, BatchTree] = OrderedDict()
+        self._batch_lock = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _authenticate(self, context: grpc.ServicerContext, rpc: str) -> Principal:
+        peer = (context.peer() or "unknown").rsplit(":", 1)[0]
+        if self._failures.blocked(peer):
+            raise Exhausted("too many failed authentications from this address; try again later")
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                token = value
+        if token is None:
+            raise Unauthenticated("missing authorization metadata (expected 'Bearer <token>')")
+        scheme, _, secret = token.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            self._failures.record_failure(peer)
+            raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+        principal = self._tokens.authenticate(secret.strip())
+        if principal is None:
+            self._failures.record_failure(peer)
+            raise Unauthenticated("unknown or revoked token")
+        if principal.role not in RPC_ROLES[rpc]:
+            raise Denied(f"role {principal.role} may not call {rpc}")
+        return principal
+
+    def _guard(self, rpc: str, context: grpc.ServicerContext, handler: Callable[[Principal], T]) -> T:
+        try:
+            principal = self._authenticate(context, rpc)
+            return handler(principal)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a precise status
+            abort(context, exc)
+            raise AssertionError("unreachable") from exc
+
+    def _guard_stream(
+        self, rpc: str, context: grpc.ServicerContext, handler: Callable[[Principal], Iterator[T]]
+    ) -> Iterator[T]:
+        try:
+            principal = self._authenticate(context, rpc)
+            self._streams.acquire(principal.name)
+        except Exception as exc:  # noqa: BLE001
+            abort(context, exc)
+            return
+        try:
+            yield from handler(principal)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            abort(context, exc)
+        finally:
+            self._streams.release(principal.name)
+
+    def _latest(self) -> SignedCheckpoint:
+        cp = self._store.latest_checkpoint()
+        if cp is None:
+            raise NotFound("the log has no checkpoint yet")
+        return cp
+
+    def _proved(self, entry: StoredEntry, size: int) -> pb.ProvedEntry:
+        return pb.ProvedEntry(
+            entry=pb.Entry(index=entry.index, data=entry.data),
+            inclusion=pb.InclusionProof(
+                leaf_index=entry.index,
+                tree_size=size,
+                hashes=self._store.inclusion_proof(entry.index, size),
+            ),
+        )
+
+    def _receipt(self, result: AppendResult, position: int) -> pb.Receipt:
+        cp = result.checkpoint
+        return pb.Receipt(
+            entry=self._proved(result.entries[position], cp.size),
+            checkpoint=_checkpoint_pb(cp),
+            duplicate=result.duplicate[position],
+        )
+
+    def _consistency(self, trusted_size: int, size: int) -> pb.ConsistencyProof | None:
+        if trusted_size > size:
+            raise InvalidInput(
+                "trusted_size", f"{trusted_size} is beyond the latest checkpoint size {size}"
+            )
+        if trusted_size == 0:
+            return None
+        return pb.ConsistencyProof(
+            first_size=trusted_size,
+            second_size=size,
+            hashes=self._store.consistency_proof(trusted_size, size),
+        )
+
+    # ------------------------------------------------------------ submit
+
+    def _prepare(self, item: pb.SubmitItem, principal: Principal) -> SequencedItem:
+        return prepare_submission(
+            item.envelope,
+            item.batch_digests,
+            vendor_id=principal.name,
+            registry=self._registry,
+            store=self._store,
+            limits=self._limits.submission,
+        )
+
+    def _settle(
+        self, position: int, answer: tuple[AppendResult, int] | BaseException
+    ) -> pb.ItemResult:
+        if isinstance(answer, BaseException):
+            return pb.ItemResult(position=position, error=to_status(answer))
+        result, index = answer
+        return pb.ItemResult(position=position, receipt=self._receipt(result, index))
+
+    def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitResponse:
+        def handle(principal: Principal) -> pb.SubmitResponse:
+            if not request.items:
+                raise InvalidInput("items", "at least one item is required")
+            if len(request.items) > self._limits.max_items_per_request:
+                raise Exhausted(
+                    f"{len(request.items)} items exceeds the limit of "
+                    f"{self._limits.max_items_per_request} per request; use SubmitStream"
+                )
+            prepared: list[SequencedItem | BaseException] = []
+            for item in request.items:
+                try:
+                    prepared.append(self._prepare(item, principal))
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    prepared.append(exc)
+            valid = [p for p in prepared if isinstance(p, SequencedItem)]
+            answers = iter(self._sequencer.submit(valid).result() if valid else [])
+            results = []
+            for position, item in enumerate(prepared):
+                answer = item if isinstance(item, BaseException) else next(answers)
+                results.append(self._settle(position, answer))
+            return pb.SubmitResponse(results=results)
+
+        return self._guard("Submit", context, handle)
+
+    def SubmitStream(
+        self, request_iterator: Iterator[pb.SubmitItem], context: grpc.ServicerContext
+    ) -> Iterator[pb.ItemResult]:
+        def handle(principal: Principal) -> Iterator[pb.ItemResult]:
+            # A feeder thread reads and validates items and queues their futures,
+            # so many items are in flight and the sequencer can group them.
+            pending: queue.Queue[tuple[int, Future[Any] | BaseException] | None] = queue.Queue(
+                maxsize=self._limits.stream_window
+            )
+            failure: list[BaseException] = []
+
+            def feed() -> None:
+                try:
+                    for position, item in enumerate(request_iterator):
+                        if position >= self._limits.max_stream_items:
+                            raise Exhausted(
+                                f"stream longer than {self._limits.max_stream_items} items"
+                            )
+                        try:
+                            prepared = self._prepare(item, principal)
+                        except Exception as exc:  # noqa: BLE001 - per item
+                            pending.put((position, exc))
+                            continue
+                        pending.put((position, self._sequencer.submit([prepared])))
+                except Exception as exc:  # noqa: BLE001 - ends the stream
+                    failure.append(exc)
+                finally:
+                    pending.put(None)
+
+            feeder = threading.Thread(target=feed, name="anchorlog-submit-feed", daemon=True)
+            feeder.start()
+            while True:
+                got = pending.get()
+                if got is None:
+                    break
+                position, outcome = got
+                if isinstance(outcome, BaseException):
+                    yield self._settle(position, outcome)
+                else:
+                    yield self._settle(position, outcome.result()[0])
+            feeder.join()
+            if failure:
+                raise failure[0]
+
+        return self._guard_stream("SubmitStream", context, handle)
+
+    # ------------------------------------------------------------ query
+
+    def _batch_tree(self, index: int) -> BatchTree:
+        with self._batch_lock:
+            tree = self._batch_trees.get(index)
+            if tree is not None:
+                self._batch_trees.move_to_end(index)
+                return tree
+        tree = BatchTree(parse_batch_digests(self._store.batch_digests(index), max_count=1 << 40))
+        with self._batch_lock:
+            self._batch_trees[index] = tree
+            while len(self._batch_trees) > self._limits.batch_tree_cache:
+                self._batch_trees.popitem(last=False)
+        return tree
+
+    def _store_has_batch(self, index: int) -> bool:
+        try:
+            self._batch_tree(index)
+        except NotFound:
+            return False
+        return True
+
+    def _provenance(
+        self, digests: Iterable[bytes], size: int, sent: set[int]
+    ) -> tuple[list[pb.DigestProvenance], list[pb.ProvedEntry]]:
+        records: list[pb.DigestProvenance] = []
+        needed: dict[int, StoredEntry] = {}
+        for position, digest in enumerate(digests):
+            _digest(digest, f"digests[{position}]")
+            hits = self._store.lookup(digest, below=size)
+            entries = self._store.entries_by_index(hits)
+            revocations = self._store.revocations(hits, below=size)
+            record = pb.DigestProvenance(digest=digest)
+            facts: list[AttestationFact] = []
+            for index in hits:
+                hit = pb.DigestHit(entry_index=index)
+                if self._store_has_batch(index):
+                    path = self._batch_tree(index).path(digest)
+                    hit.batch_path.CopyFrom(
+                        pb.BatchPath(
+                            leaf_index=path.leaf_index, batch_size=path.batch_size, hashes=path.hashes
+                        )
+                    )
+                record.hits.append(hit)
+                needed[index] = entries[index]
+                facts.append(self._fact(entries[index], bool(revocations.get(index))))
+            revoking = sorted({i for group in revocations.values() for i in group})
+            record.revocation_indices.extend(revoking)
+            for index, stored in self._store.entries_by_index(revoking).items():
+                needed[index] = stored
+            record.status_hint = str(derive_status(facts))
+            records.append(record)
+        if needed:
+            for index, stored in self._store.entries_by_index(self._store.key_event_indices(below=size)).items():
+                needed[index] = stored
+        proved = []
+        for index in sorted(needed):
+            if index not in sent:
+                sent.add(index)
+                proved.append(self._proved(needed[index], size))
+        return records, proved
+
+    def _fact(self, stored: StoredEntry, revoked: bool) -> AttestationFact:
+        # Only for the status hint: the key is found by the keyid hint, unverified.
+        entry = decode_entry(stored.data)
+        envelope = Envelope.parse(entry.envelope)
+        statement = parse_statement(envelope.payload, max_subjects=1 << 30)
+        predicate = ProvenancePredicate.parse(statement.predicate)
+        hinted = {s.keyid for s in envelope.signatures}
+        compromised = any(
+            k.compromised for k in self._registry.vendor_keys(entry.submitter) if k.key_id in hinted
+        )
+        return AttestationFact(
+            entry_index=stored.index,
+            vendor_id=entry.submitter,
+            claim=predicate.claim,
+            performed_at=predicate.performed_at,
+            revoked=revoked,
+            key_compromised=compromised,
+        )
+
+    def GetProvenance(
+        self, request: pb.GetProvenanceRequest, context: grpc.ServicerContext
+    ) -> pb.ProvenanceResponse:
+        def handle(principal: Principal) -> pb.ProvenanceResponse:
+            _digest(request.digest, "digest")
+            cp = self._latest()
+            consistency = self._consistency(request.trusted_size, cp.size)
+            records, proved = self._provenance([request.digest], cp.size, set())
+            response = pb.ProvenanceResponse(
+                checkpoint=_checkpoint_pb(cp), digests=records, entries=proved
+            )
+            if consistency is not None:
+                response.consistency.CopyFrom(consistency)
+            return response
+
+        return self._guard("GetProvenance", context, handle)
+
+    def StreamProvenance(
+        self, request_iterator: Iterator[pb.ProvenanceQuery], context: grpc.ServicerContext
+    ) -> Iterator[pb.ProvenanceResponse]:
+        def handle(principal: Principal) -> Iterator[pb.ProvenanceResponse]:
+            cp = self._latest()
+            sent: set[int] = set()
+            first = True
+            for query in request_iterator:
+                if len(query.digests) > self._limits.max_digests_per_query:
+                    raise Exhausted(
+                        f"{len(query.digests)} digests in one message exceeds "
+                        f"{self._limits.max_digests_per_query}"
+                    )
+                response = pb.ProvenanceResponse()
+                if first:
+                    response.checkpoint.CopyFrom(_checkpoint_pb(cp))
+                    consistency = self._consistency(query.trusted_size, cp.size)
+                    if consistency is not None:
+                        response.consistency.CopyFrom(consistency)
+                    first = False
+                records, proved = self._provenance(query.digests, cp.size, sent)
+                response.digests.extend(records)
+                response.entries.extend(proved)
+                yield response
+
+        return self._guard_stream("StreamProvenance", context, handle)
+
+    # ------------------------------------------------------------ reads
+
+    def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> pb.GetCheckpointResponse:
+        def handle(principal: Principal) -> pb.GetCheckpointResponse:
+            cp = self._latest()
+            response = pb.GetCheckpointResponse(
+                checkpoint=_checkpoint_pb(cp), verifier_key=self._signer.verifier().vkey()
+            )
+            consistency = self._consistency(request.trusted_size, cp.size)
+            if consistency is not None:
+                response.consistency.CopyFrom(consistency)
+            return response
+
+        return self._guard("GetCheckpoint", context, handle)
+
+    def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> pb.ConsistencyProof:
+        def handle(principal: Principal) -> pb.ConsistencyProof:
+            size = self._latest().size
+            if request.second_size > size:
+                raise InvalidInput("second_size", f"{request.second_size} is beyond the log size {size}")
+            if request.first_size > request.second_size:
+                raise InvalidInput("first_size", "must not exceed second_size")
+            return pb.ConsistencyProof(
+                first_size=request.first_size,
+                second_size=request.second_size,
+                hashes=self._store.consistency_proof(request.first_size, request.second_size),
+            )
+
+        return self._guard("GetConsistencyProof", context, handle)
+
+    def GetInclusionProof(
+        self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> pb.GetInclusionProofResponse:
+        def handle(principal: Principal) -> pb.GetInclusionProofResponse:
+            cp = self._latest()
+            size = request.tree_size or cp.size
+            if size > cp.size:
+                raise InvalidInput("tree_size", f"{size} is beyond the latest checkpoint size {cp.size}")
+            if request.index >= size:
+                raise InvalidInput("index", f"{request.index} is not below the tree size {size}")
+            return pb.GetInclusionProofResponse(
+                entry=self._proved(self._store.entry(request.index), size),
+                checkpoint=_checkpoint_pb(cp),
+            )
+
+        return self._guard("GetInclusionProof", context, handle)
+
+    # ------------------------------------------------------------ auditors
+
+    def GetEntries(
+        self, request: pb.GetEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.GetEntriesResponse:
+        def handle(principal: Principal) -> pb.GetEntriesResponse:
+            size = self._latest().size
+            if request.end <= request.start:
+                raise InvalidInput("end", "must be greater than start")
+            if request.start >= size:
+                raise InvalidInput("start", f"{request.start} is not below the log size {size}")
+            end = min(request.end, size, request.start + self._limits.max_entries_page)
+            return pb.GetEntriesResponse(
+                entries=[pb.Entry(index=e.index, data=e.data) for e in self._store.entries(request.start, end)]
+            )
+
+        return self._guard("GetEntries", context, handle)
+
+    def GetBatchDigests(
+        self, request: pb.GetBatchDigestsRequest, context: grpc.ServicerContext
+    ) -> pb.GetBatchDigestsResponse:
+        def handle(principal: Principal) -> pb.GetBatchDigestsResponse:
+            if request.entry_index >= self._latest().size:
+                raise InvalidInput("entry_index", f"{request.entry_index} is beyond the log")
+            return pb.GetBatchDigestsResponse(digests=self._store.batch_digests(request.entry_index))
+
+        return self._guard("GetBatchDigests", context, handle)
+
+    def GetKeyHistory(
+        self, request: pb.GetKeyHistoryRequest, context: grpc.ServicerContext
+    ) -> pb.GetKeyHistoryResponse:
+        def handle(principal: Principal) -> pb.GetKeyHistoryResponse:
+            if request.vendor_id:
+                check_vendor_id(request.vendor_id)
+            cp = self._latest()
+            entries = self._store.entries_by_index(self._store.key_event_indices(below=cp.size))
+            proved = []
+            for index in sorted(entries):
+                stored = entries[index]
+                if request.vendor_id:
+                    event = open_key_event(decode_entry(stored.data).envelope, self._signer.public_key)
+                    if event.vendor_id != request.vendor_id:
+                        continue
+                proved.append(self._proved(stored, cp.size))
+            return pb.GetKeyHistoryResponse(checkpoint=_checkpoint_pb(cp), entries=proved)
+
+        return self._guard("GetKeyHistory", context, handle)
+
+    # ------------------------------------------------------------ admin
+
+    def _key_event(self, principal: Principal, event: KeyEvent) -> pb.KeyEventResponse:
+        self._registry.check(event)
+        envelope = key_event_envelope(
+            event, self._signer.sign, ed25519_key_id(self._signer.public_key)
+        )
+        payload_pae = pae(PAYLOAD_TYPE_INTOTO, event.statement_bytes())
+        item = SequencedItem(
+            pending=_key_event_pending(principal.name, envelope, payload_pae), key_event=event
+        )
+        (answer,) = self._sequencer.submit([item]).result()
+        if isinstance(answer, BaseException):
+            raise answer
+        result, position = answer
+        key_id = ""
+        if event.type in (KeyEventType.KEY_REGISTERED, KeyEventType.KEY_ROTATED):
+            key_id = ed25519_key_id(event.public_key)
+        elif event.type is KeyEventType.KEY_REVOKED:
+            key_id = event.key_id
+        return pb.KeyEventResponse(receipt=self._receipt(result, position), key_id=key_id)
+
+    @staticmethod
+    def _validity(not_before: int, not_after: int) -> tuple[datetime, datetime | None]:
+        now = datetime.now(UTC).replace(microsecond=0)
+        if not_before < 0 or not_after < 0:
+            raise InvalidInput("not_before", "times must be non-negative Unix seconds")
+        start = datetime.fromtimestamp(not_before, UTC) if not_before else now
+        end = datetime.fromtimestamp(not_after, UTC) if not_after else None
+        if end is not None and end <= start:
+            raise InvalidInput("not_after", "must be after not_before")
+        return start, end
+
+    @staticmethod
+    def _public_key(value: bytes, field_name: str) -> bytes:
+        if len(value) != 32:
+            raise InvalidInput(field_name, f"must be a raw 32-byte Ed25519 key, got {len(value)} bytes")
+        return value
+
+    def CreateVendor(self, request: pb.CreateVendorRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
+        def handle(principal: Principal) -> pb.KeyEventResponse:
+            check_vendor_id(request.vendor_id)
+            if len(request.display_name) > 200:
+                raise InvalidInput("display_name", "must be at most 200 characters")
+            event = KeyEvent(
+                type=KeyEventType.VENDOR_CREATED,
+                vendor_id=request.vendor_id,
+                display_name=request.display_name,
+            )
+            return self._key_event(principal, event)
+
+        return self._guard("CreateVendor", context, handle)
+
+    def RegisterKey(self, request: pb.RegisterKeyRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
+        def handle(principal: Principal) -> pb.KeyEventResponse:
+            check_vendor_id(request.vendor_id)
+            start, end = self._validity(request.not_before, request.not_after)
+            event = KeyEvent(
+                type=KeyEventType.KEY_REGISTERED,
+                vendor_id=request.vendor_id,
+                public_key=self._public_key(request.public_key, "public_key"),
+                not_before=start,
+                not_after=end,
+            )
+            return self._key_event(principal, _normalize(event))
+
+        return self._guard("RegisterKey", context, handle)
+
+    def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
+        def handle(principal: Principal) -> pb.KeyEventResponse:
+            check_vendor_id(request.vendor_id)
+            if not request.old_key_id:
+                raise InvalidInput("old_key_id", "required")
+            start, end = self._validity(0, request.not_after)
+            event = KeyEvent(
+                type=KeyEventType.KEY_ROTATED,
+                vendor_id=request.vendor_id,
+                public_key=self._public_key(request.new_public_key, "new_public_key"),
+                old_key_id=request.old_key_id,
+                not_before=start,
+                not_after=end,
+            )
+            return self._key_event(principal, _normalize(event))
+
+        return self._guard("RotateKey", context, handle)
+
+    def RevokeKey(self, request: pb.RevokeKeyRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
+        def handle(principal: Principal) -> pb.KeyEventResponse:
+            check_vendor_id(request.vendor_id)
+            if not request.key_id:
+                raise InvalidInput("key_id", "required")
+            if len(request.reason) > 1000:
+                raise InvalidInput("reason", "must be at most 1000 characters")
+            event = KeyEvent(
+                type=KeyEventType.KEY_REVOKED,
+                vendor_id=request.vendor_id,
+                key_id=request.key_id,
+                compromised=request.compromised,
+                reason=request.reason,
+            )
+            return self._key_event(principal, event)
+
+        return self._guard("RevokeKey", context, handle)
+
+    def IssueToken(self, request: pb.IssueTokenRequest, context: grpc.ServicerContext) -> pb.IssueTokenResponse:
+        def handle(principal: Principal) -> pb.IssueTokenResponse:
+            role = _PB_TO_ROLE.get(request.role)
+            if role is None:
+                raise InvalidInput("role", "must be one of ROLE_ADMIN, ROLE_VENDOR, ROLE_READER, ROLE_AUDITOR")
+            if role is Role.VENDOR:
+                if request.principal not in self._registry.vendors:
+                    raise InvalidInput("principal", f"no vendor {request.principal!r}; create it first")
+            else:
+                check_vendor_id(request.principal, "principal")
+            token = self._tokens.issue(request.principal, role)
+            log.info("issued %s token for %s", role, request.principal)
+            return pb.IssueTokenResponse(token=token)
+
+        return self._guard("IssueToken", context, handle)
+
+    def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
+        def handle(principal: Principal) -> pb.WhoAmIResponse:
+            return pb.WhoAmIResponse(principal=principal.name, role=_ROLE_TO_PB[principal.role])
+
+        return self._guard("WhoAmI", context, handle)
+
+
+def _normalize(event: KeyEvent) -> KeyEvent:
+    """The in-memory event must equal what a replay reads back from the log."""
+    return replace(event, not_after=event.not_after or NO_EXPIRY)
+
+
+def _key_event_pending(submitter: str, envelope: bytes, payload_pae: bytes) -> PendingEntry:
+    return PendingEntry(
+        kind=EntryKind.KEY_EVENT,
+        submitter=submitter,
+        envelope=envelope,
+        dedup_key=dedup_key(submitter, payload_pae),
+    )

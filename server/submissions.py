@@ -1,0 +1,124 @@
+"""Turn a submitted envelope into a validated, signature-checked pending entry.
+
+Runs in the gRPC handler threads, in parallel, before anything reaches the
+sequencer. The verifying key always comes from the registry, restricted to the
+caller's own vendor; the DSSE ``keyid`` only orders the attempts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from anchorlog.ledger.attestation import Attestation, check_attestation
+from anchorlog.ledger.dsse import verify_envelope
+from anchorlog.ledger.entry import EntryKind, decode_entry
+from anchorlog.ledger.errors import InvalidInput, NotFound, VerificationError
+from anchorlog.ledger.keys import KeyRegistry, VendorKey
+from anchorlog.ledger.predicates import RevocationPredicate, parse_revocation_targets
+from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
+from anchorlog.server.errors import Denied
+from anchorlog.server.sequencer import SequencedItem
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    max_envelope_bytes: int = 4 << 20
+    max_subjects: int = 100_000
+    max_batch: int = 1_000_000
+
+
+def _signing_key(attestation: Attestation, vendor_id: str, registry: KeyRegistry) -> VendorKey:
+    envelope = attestation.envelope
+    hints = [s.keyid for s in envelope.signatures if s.keyid]
+    candidates = registry.candidate_keys(vendor_id, hints)
+    if not candidates:
+        raise Denied(f"vendor {vendor_id!r} has no registered keys")
+    for key in candidates:
+        try:
+            verify_envelope(envelope, key.public_key)
+        except VerificationError:
+            continue
+        return key
+    foreign = [
+        k for k in (registry.keys.get(h) for h in hints) if k is not None and k.vendor_id != vendor_id
+    ]
+    if foreign:
+        raise Denied(
+            f"envelope is signed with key {foreign[0].key_id}, which is not registered to "
+            f"vendor {vendor_id!r}"
+        )
+    raise InvalidInput(
+        "envelope.signatures",
+        f"no signature verifies with a key registered to vendor {vendor_id!r}",
+    )
+
+
+def _check_key_valid(key: VendorKey, now: datetime) -> None:
+    if key.revoked_index is not None:
+        state = "compromised and revoked" if key.compromised else "revoked"
+        raise Denied(f"key {key.key_id} was {state} by entry {key.revoked_index}")
+    if now < key.not_before:
+        raise Denied(f"key {key.key_id} is not valid before {key.not_before.isoformat()}")
+    if now >= key.not_after:
+        raise Denied(f"key {key.key_id} expired at {key.not_after.isoformat()}")
+
+
+def _revocation_targets(
+    attestation: Attestation, vendor_id: str, store: LogStore
+) -> tuple[int, ...]:
+    targets = parse_revocation_targets(attestation.statement)
+    for position, (index, leaf_hash) in enumerate(targets):
+        field = f"statement.subject[{position}]"
+        try:
+            stored = store.entry(index)
+        except NotFound:
+            raise InvalidInput(field, f"entry {index} does not exist") from None
+        if stored.leaf_hash != leaf_hash:
+            raise InvalidInput(field, f"digest does not match the leaf hash of entry {index}")
+        target = decode_entry(stored.data)
+        if target.kind is not EntryKind.ATTESTATION:
+            raise InvalidInput(field, f"entry {index} is not an attestation")
+        if target.submitter != vendor_id:
+            raise Denied(f"entry {index} was submitted by another vendor")
+    return tuple(index for index, _ in targets)
+
+
+def prepare_submission(
+    envelope: bytes,
+    batch_digests: bytes,
+    *,
+    vendor_id: str,
+    registry: KeyRegistry,
+    store: LogStore,
+    limits: SubmissionLimits,
+    now: datetime | None = None,
+) -> SequencedItem:
+    """Validate one submission completely; raise a precise error or return it ready."""
+    attestation = check_attestation(
+        envelope,
+        batch_digests,
+        max_subjects=limits.max_subjects,
+        max_batch=limits.max_batch,
+        max_envelope_bytes=limits.max_envelope_bytes,
+    )
+    key = _signing_key(attestation, vendor_id, registry)
+    _check_key_valid(key, now or datetime.now(UTC))
+    revokes: tuple[int, ...] = ()
+    kind = EntryKind.ATTESTATION
+    subject_digests: tuple[bytes, ...] = ()
+    if isinstance(attestation.predicate, RevocationPredicate):
+        kind = EntryKind.REVOCATION
+        revokes = _revocation_targets(attestation, vendor_id, store)
+    elif not batch_digests:
+        subject_digests = attestation.sample_digests
+    pending = PendingEntry(
+        kind=kind,
+        submitter=vendor_id,
+        envelope=envelope,
+        dedup_key=dedup_key(vendor_id, attestation.envelope.pae()),
+        subject_digests=subject_digests,
+        batch_digests=batch_digests,
+        revokes=revokes,
+    )
+    return SequencedItem(pending=pending, signing_key_id=key.key_id)
