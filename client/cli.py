@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-
 from anchorlog.ledger.errors import InvalidInput, LedgerError, VerificationError
 
 EXIT_FAILED = 1
@@ -118,45 +117,30 @@ class _Group(click.Group):
             _fail(str(exc), EXIT_USAGE)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(_Group):
+    """The top-level group; commands of other anchorlog packages join it by entry point.
+
+    The client never imports the server: ``serve`` and the other server-side
+    commands are contributed through the ``anchorlog.commands`` entry-point group
+    (see pyproject.toml) and loaded only when the command line starts.
+    """
+
+    def _plugins(self) -> dict[str, click.Command]:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep.load() for ep in entry_points(group="anchorlog.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugins().get(cmd_name)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="anchorlog")
 def main() -> None:
     """anchorlog: a verifiable provenance ledger for ML training data."""
-
-
-# ---------------------------------------------------------------- serve
-
-
-@main.command()
-@click.option("--data", "data_dir", envvar="ANCHORLOG_DATA", required=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Data directory (created on first start).")
-@click.option("--listen", envvar="ANCHORLOG_LISTEN", default="127.0.0.1:7370", show_default=True,
-              help="host:port to listen on (port 0 picks a free port).")
-@click.option("--origin", envvar="ANCHORLOG_ORIGIN", default="anchorlog.local/log", show_default=True,
-              help="The log's origin line (fixed at first start).")
-@click.option("--tls-cert", envvar="ANCHORLOG_TLS_CERT", type=click.Path(exists=True, path_type=Path))
-@click.option("--tls-key", envvar="ANCHORLOG_TLS_KEY", type=click.Path(exists=True, path_type=Path))
-@click.option("--workers", envvar="ANCHORLOG_WORKERS", default=16, show_default=True, type=click.IntRange(1, 256))
-@click.option("--auth-failures-per-minute", envvar="ANCHORLOG_AUTH_FAILURES_PER_MINUTE", default=20,
-              show_default=True, type=click.IntRange(1), help="Failed authentications per address before refusing.")
-@click.option("--log-level", envvar="ANCHORLOG_LOG_LEVEL", default="INFO", show_default=True)
-def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_key: Path | None,
-          workers: int, auth_failures_per_minute: int, log_level: str) -> None:
-    """Run the ledger service until SIGTERM or SIGINT."""
-    import logging
-
-    from anchorlog.server.app import ServerConfig, serve_forever
-
-    if bool(tls_cert) != bool(tls_key):
-        _fail("--tls-cert and --tls-key go together", EXIT_USAGE)
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
-    serve_forever(ServerConfig(
-        data_dir=data_dir, listen=listen, origin=origin, tls_cert=tls_cert, tls_key=tls_key,
-        workers=workers, auth_failures_per_minute=auth_failures_per_minute,
-    ))
 
 
 # ---------------------------------------------------------------- keys
@@ -192,19 +176,6 @@ def public_key(path: Path, as_json: bool) -> None:
     key = VendorKeyPair.load(path)
     public = base64.b64encode(key.public_key).decode()
     _emit(as_json, {"public_key": public, "key_id": key.key_id}, public)
-
-
-@main.command("log-key")
-@click.option("--data", "data_dir", envvar="ANCHORLOG_DATA", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path), help="The server's data directory.")
-@click.option("--json", "as_json", is_flag=True)
-def log_key(data_dir: Path, as_json: bool) -> None:
-    """Print the log's verifier key (origin+keyid+base64) from the server's data directory."""
-    from anchorlog.server.app import KEY_FILE, load_signer
-
-    signer = load_signer(data_dir / KEY_FILE)
-    vkey = signer.verifier().vkey()
-    _emit(as_json, {"origin": signer.name, "verifier_key": vkey}, vkey)
 
 
 # ---------------------------------------------------------------- admin
@@ -372,12 +343,11 @@ def attest(paths: tuple[Path, ...], key_path: Path, jsonl: Path | None, field: s
            generator_model: str | None, batch: bool | None, per_envelope: int, receipts: Path | None,
            as_json: bool, **kwargs: Any) -> None:
     """Hash samples (files, directories, JSONL), sign attestations and submit them."""
-    from tqdm import tqdm
-
     from anchorlog.client.receipts import dumps
     from anchorlog.client.vendor import ClaimDetails, VendorKeyPair, attest_batch, attest_samples
     from anchorlog.ledger.digests import Canonicalization
     from anchorlog.ledger.predicates import Claim
+    from tqdm import tqdm
 
     if not paths and jsonl is None:
         _fail("give files, directories or --jsonl", EXIT_USAGE)

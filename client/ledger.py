@@ -15,9 +15,6 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-
 from anchorlog.client.receipts import Bundle, Receipt, verify_receipt
 from anchorlog.client.state import default_state_path, load_trusted, save_trusted
 from anchorlog.client.verify import (
@@ -39,6 +36,8 @@ from anchorlog.ledger.keys import KeyRegistry
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 ROLES = {"admin": pb.ROLE_ADMIN, "vendor": pb.ROLE_VENDOR, "reader": pb.ROLE_READER, "auditor": pb.ROLE_AUDITOR}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from anchorlog.client.ledger import Submission
-from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, batch_root, encode_batch_digests, sort_digests
+from anchorlog.ledger.batch import (
+    BATCH_SUBJECT_NAME,
+    batch_root,
+    encode_batch_digests,
+    sort_digests,
+)
 from anchorlog.ledger.digests import Canonicalization
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, ed25519_key_id, sign_envelope
 from anchorlog.ledger.errors import InvalidInput
@@ -28,6 +30,8 @@ from anchorlog.ledger.predicates import (
     revocation_subject,
 )
 from anchorlog.ledger.statement import Subject, build_statement
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_HEADER = "anchorlog-ed25519-private-key-v1"
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import rfc8785
-
 from anchorlog.ledger.errors import InvalidInput
 
 DIGEST_SIZE = 32

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anchorlog.ledger.errors import InvalidInput, VerificationError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from anchorlog.ledger.errors import InvalidInput, VerificationError
 
 PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
 MAX_ENVELOPE_SIGNATURES = 16

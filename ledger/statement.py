@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
-
 from anchorlog.ledger.digests import DIGEST_ALGORITHM, check_digest, parse_hex_digest
 from anchorlog.ledger.dsse import strict_json
 from anchorlog.ledger.errors import InvalidInput

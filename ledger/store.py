@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
-
 from anchorlog.ledger.checkpoint import Checkpoint
 from anchorlog.ledger.entry import ZERO_HASH, EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import (

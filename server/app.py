@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import TextIO
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from anchorlog.ledger.checkpoint import Checkpoint, sign_checkpoint
 from anchorlog.ledger.errors import InvalidInput, TamperedStoreError
 from anchorlog.ledger.keys import replay_registry
@@ -32,6 +29,8 @@ from anchorlog.server.sequencer import Sequencer
 from anchorlog.server.service import LedgerService, ServiceLimits
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("anchorlog.server")
 

@@ -9,10 +9,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
-
 from anchorlog.ledger.errors import (
     InconsistentLogError,
     InvalidInput,
@@ -22,6 +18,9 @@ from anchorlog.ledger.errors import (
     TamperedStoreError,
     VerificationError,
 )
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 log = logging.getLogger("anchorlog.server")
 

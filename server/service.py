@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
-
 from anchorlog.ledger.batch import BatchTree, parse_batch_digests
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, ed25519_key_id, pae
 from anchorlog.ledger.entry import EntryKind, decode_entry
 from anchorlog.ledger.errors import InvalidInput, NotFound
 from anchorlog.ledger.keys import (
+    NO_EXPIRY,
     KeyEvent,
     KeyEventType,
-    NO_EXPIRY,
     KeyRegistry,
     check_vendor_id,
     key_event_envelope,
@@ -44,7 +44,6 @@ from anchorlog.ledger.store import (
     StoredEntry,
     dedup_key,
 )
-from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, ed25519_key_id, pae
 from anchorlog.server.auth import RPC_ROLES, FailureLimiter, Principal, Role, TokenStore
 from anchorlog.server.errors import Denied, Exhausted, Unauthenticated, abort, to_status
 from anchorlog.server.sequencer import SequencedItem, Sequencer
@@ -162,7 +161,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             return handler(principal)
         except grpc.RpcError:
             raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a precise status
+        except Exception as exc:
             abort(context, exc)
             raise AssertionError("unreachable") from exc
 

@@ -8,8 +8,8 @@ from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.receipts import Receipt, verify_receipt
 from anchorlog.client.vendor import ClaimDetails, VendorKeyPair, attest_batch, attest_samples
 from anchorlog.ledger.digests import Canonicalization, digest_text
-from anchorlog.ledger.predicates import Claim
 from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.predicates import Claim
 from anchorlog.ledger.status import Status
 
 from tests.conftest import ServerProcess

@@ -15,14 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from anchorlog.ledger.digests import (
     Canonicalization,
     digest_as,
@@ -51,6 +43,13 @@ from anchorlog.ledger.predicates import (
     revocation_subject,
 )
 from anchorlog.ledger.statement import STATEMENT_TYPE_V1, Subject, build_statement, parse_statement
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "test-vectors"
 JCS: dict[str, Any] = json.loads((VECTORS / "jcs.json").read_text())

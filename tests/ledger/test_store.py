@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from anchorlog.ledger.checkpoint import Checkpoint, sign_checkpoint
 from anchorlog.ledger.entry import ZERO_HASH, EntryKind, decode_entry
 from anchorlog.ledger.errors import InvalidInput, NotFound, TamperedStoreError
