@@ -26,7 +26,7 @@ BATCH_SUBJECT_NAME = "anchorlog:batch-root"
 
 def sort_digests(digests: Iterable[bytes]) -> list[bytes]:
     """The batch order: ascending, duplicates dropped (a set of samples)."""
-    out = sorted({check_digest(d, "digest") for d in digests})
+    out = sorted({check_digest(d, f"digests[{i}]") for i, d in enumerate(digests)})
     if not out:
         raise InvalidInput("digests", "a batch needs at least one digest")
     return out
@@ -146,6 +146,6 @@ class BatchTree:
 
 def verify_batch_path(digest: bytes, path: BatchPath, root: bytes) -> None:
     """Raise VerificationError unless ``path`` proves ``digest`` is in the batch ``root``."""
-    if len(digest) != DIGEST_SIZE:
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_SIZE:
         raise VerificationError("sample digest must be 32 bytes")
     verify_inclusion(leaf_hash(digest), path.leaf_index, path.batch_size, path.hashes, root)

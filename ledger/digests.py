@@ -60,12 +60,56 @@ def digest_text(text: str) -> bytes:
     return hashlib.sha256(canonical_text(text)).digest()
 
 
+def _as_exact_doubles(value: Any) -> Any:
+    """``value`` with integers beyond 2**53 replaced by the double they stand for.
+
+    RFC 8785 numbers are IEEE 754 doubles, and its canonical form writes e.g.
+    1e20 as ``100000000000000000000`` and 2**60 as ``1152921504606847000``, which
+    JSON parsers return as ints; the rfc8785 library refuses ints outside
+    +-(2**53 - 1), so canonical text could not be hashed again. An int counts
+    as the double it equals exactly or whose canonical spelling it is; any
+    other large int would silently change value, so it is refused.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) < 1 << 53:
+            return value
+        try:
+            as_double = float(value)
+        except OverflowError:
+            as_double = None
+        # int == float compares exactly in Python.
+        if as_double is not None and (
+            as_double == value or rfc8785.dumps(as_double) == str(value).encode()
+        ):
+            return as_double
+        raise InvalidInput(
+            "json",
+            f"cannot be canonicalized under RFC 8785: an integer of {value.bit_length()} bits "
+            "that is neither an IEEE 754 double nor the canonical spelling of one",
+        )
+    if isinstance(value, dict):
+        return {k: _as_exact_doubles(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_exact_doubles(v) for v in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
     """The bytes ``rfc8785-jcs-v1`` hashes: RFC 8785 canonical JSON."""
     try:
-        return rfc8785.dumps(value)
+        try:
+            return rfc8785.dumps(value)
+        except rfc8785.IntegerDomainError:
+            # Rare: only then pay for a second walk over the value.
+            return rfc8785.dumps(_as_exact_doubles(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
         raise InvalidInput("json", f"cannot be canonicalized under RFC 8785: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("json", "cannot be canonicalized under RFC 8785: nested too deeply") from None
 
 
 def digest_json(value: Any) -> bytes:

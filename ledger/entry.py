@@ -29,6 +29,8 @@ MAX_SUBMITTER_BYTES = 255
 MAX_ENVELOPE_BYTES = 16 << 20
 
 _HEAD = struct.Struct(">BBQ32sQH")
+_U32 = struct.Struct(">I")
+_LIMIT = 1 << 63
 
 
 class EntryKind(enum.IntEnum):
@@ -47,26 +49,42 @@ class LogEntry:
     envelope: bytes
 
     def encode(self) -> bytes:
-        submitter = self.submitter.encode("utf-8")
+        try:
+            kind = EntryKind(self.kind)
+        except ValueError:
+            raise InvalidInput("entry.kind", f"unknown entry kind {self.kind!r}") from None
+        if not isinstance(self.submitter, str):
+            raise InvalidInput("entry.submitter", f"must be a str, got {type(self.submitter).__name__}")
+        try:
+            submitter = self.submitter.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("entry.submitter", "has no UTF-8 encoding (lone surrogate)") from None
         if not 1 <= len(submitter) <= MAX_SUBMITTER_BYTES:
             raise InvalidInput("entry.submitter", f"must be 1..{MAX_SUBMITTER_BYTES} UTF-8 bytes")
-        if len(self.previous_hash) != 32:
+        if not isinstance(self.previous_hash, bytes) or len(self.previous_hash) != 32:
             raise InvalidInput("entry.previous_hash", "must be 32 bytes")
-        if not 0 <= self.index < 1 << 63 or not 0 <= self.integrated_ms < 1 << 63:
-            raise InvalidInput("entry", "index and time must be non-negative 63-bit integers")
+        for name, value in (("index", self.index), ("integrated_ms", self.integrated_ms)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _LIMIT:
+                raise InvalidInput(f"entry.{name}", "must be a non-negative 63-bit integer")
+        if not isinstance(self.envelope, bytes):
+            raise InvalidInput("entry.envelope", f"must be bytes, got {type(self.envelope).__name__}")
         if len(self.envelope) > MAX_ENVELOPE_BYTES:
             raise InvalidInput("entry.envelope", f"larger than {MAX_ENVELOPE_BYTES} bytes")
         head = _HEAD.pack(
-            ENTRY_VERSION, int(self.kind), self.index, self.previous_hash,
+            ENTRY_VERSION, int(kind), self.index, self.previous_hash,
             self.integrated_ms, len(submitter),
         )
-        return b"".join((head, submitter, struct.pack(">I", len(self.envelope)), self.envelope))
+        return b"".join((head, submitter, _U32.pack(len(self.envelope)), self.envelope))
 
 
 def decode_entry(data: bytes) -> LogEntry:
     """Parse leaf bytes strictly; any deviation from the encoding is an error."""
+    if isinstance(data, bytearray | memoryview):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise InvalidInput("entry", f"must be bytes, got {type(data).__name__}")
     if len(data) < _HEAD.size:
-        raise InvalidInput("entry", f"truncated: {len(data)} bytes, header needs {_HEAD.size}")
+        raise InvalidInput("entry", f"truncated: {len(data)} bytes, the header needs {_HEAD.size}")
     version, kind, index, previous, integrated_ms, sub_len = _HEAD.unpack_from(data)
     if version != ENTRY_VERSION:
         raise InvalidInput("entry.version", f"unsupported entry version {version}")
@@ -74,20 +92,31 @@ def decode_entry(data: bytes) -> LogEntry:
         entry_kind = EntryKind(kind)
     except ValueError:
         raise InvalidInput("entry.kind", f"unknown entry kind {kind}") from None
-    offset = _HEAD.size
-    if not 1 <= sub_len <= MAX_SUBMITTER_BYTES or offset + sub_len + 4 > len(data):
-        raise InvalidInput("entry.submitter", "bad submitter length")
+    # u64 on the wire, but only 63 bits are used so that SQLite's signed integers hold them.
+    if index >= _LIMIT:
+        raise InvalidInput("entry.index", f"{index} is out of range (must be < 2**63)")
+    if integrated_ms >= _LIMIT:
+        raise InvalidInput("entry.integrated_ms", f"{integrated_ms} is out of range (must be < 2**63)")
+    if not 1 <= sub_len <= MAX_SUBMITTER_BYTES:
+        raise InvalidInput("entry.submitter", f"length {sub_len} is not in 1..{MAX_SUBMITTER_BYTES}")
+    offset = _HEAD.size + sub_len
+    if offset + _U32.size > len(data):
+        raise InvalidInput(
+            "entry", f"truncated: {len(data)} bytes, submitter and envelope length need {offset + 4}"
+        )
     try:
-        submitter = data[offset : offset + sub_len].decode("utf-8")
+        submitter = data[_HEAD.size : offset].decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("entry.submitter", "not valid UTF-8") from None
-    offset += sub_len
-    (env_len,) = struct.unpack_from(">I", data, offset)
-    offset += 4
-    if offset + env_len != len(data):
-        raise InvalidInput("entry.envelope", "envelope length does not match the entry size")
-    if index >= 1 << 63 or integrated_ms >= 1 << 63:
-        raise InvalidInput("entry", "index or time out of range")
+    (env_len,) = _U32.unpack_from(data, offset)
+    offset += _U32.size
+    if env_len > MAX_ENVELOPE_BYTES:
+        raise InvalidInput("entry.envelope", f"length {env_len} exceeds {MAX_ENVELOPE_BYTES} bytes")
+    end = offset + env_len
+    if end > len(data):
+        raise InvalidInput("entry", f"truncated: {len(data)} bytes, the envelope needs {end}")
+    if end < len(data):
+        raise InvalidInput("entry", f"{len(data) - end} trailing bytes after the envelope")
     return LogEntry(
         index=index, kind=entry_kind, previous_hash=previous, integrated_ms=integrated_ms,
         submitter=submitter, envelope=data[offset:],

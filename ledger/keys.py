@@ -40,6 +40,8 @@ VENDOR_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_REASON = 1000
 MAX_DISPLAY_NAME = 200
 NO_EXPIRY = datetime.max.replace(tzinfo=UTC)
+# strptime alone accepts "2026-1-5T1:2:3Z"; one spelling per instant keeps events canonical.
+_TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 class KeyEventType(enum.StrEnum):
@@ -66,6 +68,8 @@ def _time_to_json(value: datetime | None) -> str | None:
 def _time_from_json(value: Any, field_name: str) -> datetime:
     if not isinstance(value, str):
         raise InvalidInput(field_name, "must be an RFC 3339 UTC time string")
+    if not _TIME_PATTERN.fullmatch(value):
+        raise InvalidInput(field_name, f"not an RFC 3339 UTC time like 2026-01-31T12:00:00Z: {value[:40]!r}")
     try:
         parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
@@ -87,6 +91,21 @@ class KeyEvent:
     not_after: datetime | None = None
     compromised: bool = False
     reason: str = ""
+
+    def __post_init__(self) -> None:
+        # The log records whole UTC seconds; anything finer would make the state
+        # applied in memory differ from the state replayed from the log.
+        for name in ("not_before", "not_after"):
+            value = getattr(self, name)
+            if value is None or value == NO_EXPIRY:
+                continue
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise InvalidInput(name, "must be a timezone-aware datetime")
+            if value.microsecond:
+                raise InvalidInput(name, "must be a whole second (the log records no fractions)")
+        registers = self.type in (KeyEventType.KEY_REGISTERED, KeyEventType.KEY_ROTATED)
+        if registers and self.not_after is None:
+            object.__setattr__(self, "not_after", NO_EXPIRY)
 
     def to_predicate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": str(self.type), "vendorId": self.vendor_id}
@@ -317,7 +336,12 @@ def replay_registry(
     """
     registry = KeyRegistry()
     for index, data in key_entries:
-        entry = decode_entry(data)
+        try:
+            entry = decode_entry(data)
+        except InvalidInput as exc:
+            raise InvalidInput(f"entry[{index}]", f"undecodable: {exc}") from None
+        if entry.index != index:
+            raise InvalidInput(f"entry[{index}]", f"its bytes say index {entry.index}")
         if entry.kind is not EntryKind.KEY_EVENT:
             raise InvalidInput(f"entry[{index}]", "is not a key event")
         try:

@@ -52,7 +52,7 @@ MAX_GENERATOR = 256
 MAX_PARENTS = 64
 MAX_REASON = 1000
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII digits only
 _ENTRY_INDEX_RE = re.compile(r"(0|[1-9][0-9]{0,18})")
 
 

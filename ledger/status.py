@@ -7,12 +7,15 @@ inclusion proof, DSSE signature by a key valid at that entry):
    a later revocation entry of the same vendor, not signed by a key that was
    later revoked as compromised, and (when a maximum age is set) not older
    than that age.
-2. ``human-created`` if an effective attestation says so and no effective one
-   says ``synthetic``; else ``human-edited`` under the same condition; else
+2. ``human-created`` if an effective attestation says so and no trusted vendor
+   claims ``synthetic``; else ``human-edited`` under the same condition; else
    ``human-validated`` if an effective attestation says so (a person checked the
    sample against reality, whatever produced it); else ``synthetic`` if any
    effective attestation exists (only a synthetic claim, or human origin
-   contradicted by a synthetic claim with nobody validating it).
+   contradicted by a synthetic claim with nobody validating it). A synthetic
+   claim contradicts human origin even when revoked, signed by a compromised
+   key or older than the maximum age: otherwise revoking a synthetic claim
+   could promote a sample to human-created.
 3. ``revoked`` if attestations from trusted vendors exist but none is effective
    because all were revoked or their key was compromised.
 4. ``unknown`` otherwise: no attestation is never human.
@@ -67,17 +70,19 @@ def derive_status(
     trusted = [f for f in facts if trusted_vendors is None or f.vendor_id in trusted_vendors]
     if not trusted:
         return Status.UNKNOWN
+    # Counted over every trusted claim, not only effective ones, so that taking a
+    # synthetic claim away (revocation, compromise, age) never makes a sample human.
+    contradicted = any(f.claim is Claim.SYNTHETIC for f in trusted)
     live = [f for f in trusted if not f.revoked and not f.key_compromised]
     if max_age is not None:
         if now is None:
             raise ValueError("now is required with max_age")
         live = [f for f in live if now - f.performed_at <= max_age]
     if not live:
-        if len(live) == 0 and all(f.revoked or f.key_compromised for f in trusted):
+        if all(f.revoked or f.key_compromised for f in trusted):
             return Status.REVOKED
         return Status.UNKNOWN
     claims = {f.claim for f in live}
-    contradicted = Claim.SYNTHETIC in claims
     if Claim.HUMAN_CREATED in claims and not contradicted:
         return Status.HUMAN_CREATED
     if Claim.HUMAN_EDITED in claims and not contradicted:
