@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_PREFIX = "alt_"
+# Peers with failures in the window are kept; quiet ones are swept past this many.
+_MAX_TRACKED_PEERS = 10_000
 
 
 class Role(enum.StrEnum):
@@ -124,12 +126,18 @@ class FailureLimiter:
     def blocked(self, peer: str) -> bool:
         with self._lock:
             recent = self._prune(peer, time.monotonic())
+            if not recent:
+                # Forget quiet peers, so the table cannot grow without bound.
+                del self._failures[peer]
             return len(recent) >= self._max
 
     def record_failure(self, peer: str) -> None:
         with self._lock:
             now = time.monotonic()
             self._prune(peer, now).append(now)
+            if len(self._failures) > _MAX_TRACKED_PEERS:
+                for quiet in [p for p in self._failures if not self._prune(p, now)]:
+                    del self._failures[quiet]
 
     def _prune(self, peer: str, now: float) -> deque[float]:
         recent = self._failures.setdefault(peer, deque())

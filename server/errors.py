@@ -37,26 +37,30 @@ class Exhausted(Exception):
     """A limit (size, count, rate, concurrency) was exceeded."""
 
 
+class AlreadyExists(Exception):
+    """The vendor or key to create is already there."""
+
+
+class Cancelled(Exception):
+    """The caller went away (deadline passed or cancelled) before anything was written."""
+
+
 def to_status(exc: BaseException) -> status_pb2.Status:
     """The google.rpc.Status for an exception raised while serving a request."""
     from anchorlog.server.sequencer import KeyNoLongerValid
 
     if isinstance(exc, InvalidInput):
-        detail = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message)
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(detail)
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[packed])
+        return _invalid(exc.field, exc.message, str(exc))
     if isinstance(exc, VerificationError) and not isinstance(exc, InconsistentLogError):
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc))
+        # Every INVALID_ARGUMENT carries a field violation; here the request as a whole.
+        return _invalid("request", str(exc), str(exc))
     simple: list[tuple[type[BaseException], int]] = [
         (Unauthenticated, code_pb2.UNAUTHENTICATED),
         (Denied, code_pb2.PERMISSION_DENIED),
         (KeyNoLongerValid, code_pb2.PERMISSION_DENIED),
         (Exhausted, code_pb2.RESOURCE_EXHAUSTED),
+        (AlreadyExists, code_pb2.ALREADY_EXISTS),
+        (Cancelled, code_pb2.DEADLINE_EXCEEDED),
         (NotFound, code_pb2.NOT_FOUND),
         (StorageFull, code_pb2.RESOURCE_EXHAUSTED),
         (StorageUnavailable, code_pb2.UNAVAILABLE),
@@ -69,6 +73,20 @@ def to_status(exc: BaseException) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error (see server log)")
 
 
+def _invalid(field: str, description: str, message: str) -> status_pb2.Status:
+    detail = error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=field, description=description)]
+    )
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[packed])
+
+
 def abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     """Abort the RPC with the status for ``exc`` (raises)."""
-    context.abort_with_status(rpc_status.to_status(to_status(exc)))
+    abort_with(context, to_status(exc))
+
+
+def abort_with(context: grpc.ServicerContext, status: status_pb2.Status) -> None:
+    """Abort the RPC with ``status`` (raises)."""
+    context.abort_with_status(rpc_status.to_status(status))

@@ -45,7 +45,15 @@ from anchorlog.ledger.store import (
     dedup_key,
 )
 from anchorlog.server.auth import RPC_ROLES, FailureLimiter, Principal, Role, TokenStore
-from anchorlog.server.errors import Denied, Exhausted, Unauthenticated, abort, to_status
+from anchorlog.server.errors import (
+    AlreadyExists,
+    Cancelled,
+    Denied,
+    Exhausted,
+    Unauthenticated,
+    abort_with,
+    to_status,
+)
 from anchorlog.server.sequencer import SequencedItem, Sequencer
 from anchorlog.server.submissions import SubmissionLimits, prepare_submission
 from anchorlog.v1 import anchorlog_pb2 as pb
@@ -53,6 +61,11 @@ from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
 log = logging.getLogger("anchorlog.server")
 T = TypeVar("T")
+# Refusals worth a warning in the log: someone tried what they may not do.
+_SECURITY_CODES = frozenset({
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
 
 _ROLE_TO_PB = {
     Role.ADMIN: pb.ROLE_ADMIN,
@@ -70,6 +83,9 @@ class ServiceLimits:
     max_stream_items: int = 10_000_000
     max_digests_per_query: int = 10_000
     max_entries_page: int = 1000
+    # Entry bytes per GetEntries answer, so a page of large envelopes stays far
+    # below the message limit (at least one entry is always sent).
+    max_entries_bytes: int = 16 << 20
     max_streams_per_principal: int = 8
     stream_window: int = 2048
     batch_tree_cache: int = 16
@@ -105,6 +121,26 @@ class _StreamSlots:
             self._open[principal] -= 1
 
 
+class _FactCache:
+    """A small LRU of status facts by entry index, for one call or stream."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._facts: OrderedDict[int, AttestationFact] = OrderedDict()
+
+    def get(self, index: int) -> AttestationFact | None:
+        fact = self._facts.get(index)
+        if fact is not None:
+            self._facts.move_to_end(index)
+        return fact
+
+    def put(self, index: int, fact: AttestationFact) -> AttestationFact:
+        self._facts[index] = fact
+        while len(self._facts) > self._capacity:
+            self._facts.popitem(last=False)
+        return fact
+
+
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(
         self,
@@ -135,8 +171,6 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     def _authenticate(self, context: grpc.ServicerContext, rpc: str) -> Principal:
         peer = (context.peer() or "unknown").rsplit(":", 1)[0]
-        if self._failures.blocked(peer):
-            raise Exhausted("too many failed authentications from this address; try again later")
         token = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -144,44 +178,75 @@ class LedgerService(pb_grpc.LedgerServicer):
         if token is None:
             raise Unauthenticated("missing authorization metadata (expected 'Bearer <token>')")
         scheme, _, secret = token.partition(" ")
-        if scheme.lower() != "bearer" or not secret:
-            self._failures.record_failure(peer)
-            raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-        principal = self._tokens.authenticate(secret.strip())
+        well_formed = scheme.lower() == "bearer" and bool(secret.strip())
+        principal = self._tokens.authenticate(secret.strip()) if well_formed else None
         if principal is None:
+            # Only guesses are limited: a valid token from the same address (a NAT,
+            # a shared host) still works while someone else is being refused.
+            if self._failures.blocked(peer):
+                raise Exhausted("too many failed authentications from this address; try again later")
             self._failures.record_failure(peer)
+            if not well_formed:
+                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
             raise Unauthenticated("unknown or revoked token")
         if principal.role not in RPC_ROLES[rpc]:
             raise Denied(f"role {principal.role} may not call {rpc}")
         return principal
 
     def _guard(self, rpc: str, context: grpc.ServicerContext, handler: Callable[[Principal], T]) -> T:
+        principal: Principal | None = None
         try:
             principal = self._authenticate(context, rpc)
-            return handler(principal)
+            answer = handler(principal)
         except grpc.RpcError:
             raise
         except Exception as exc:
-            abort(context, exc)
+            self._refuse(rpc, principal, context, exc)
             raise AssertionError("unreachable") from exc
+        log.debug("%s by %s: OK", rpc, principal.name)
+        return answer
 
     def _guard_stream(
         self, rpc: str, context: grpc.ServicerContext, handler: Callable[[Principal], Iterator[T]]
     ) -> Iterator[T]:
+        principal: Principal | None = None
         try:
             principal = self._authenticate(context, rpc)
             self._streams.acquire(principal.name)
         except Exception as exc:  # noqa: BLE001
-            abort(context, exc)
+            self._refuse(rpc, principal, context, exc)
             return
         try:
             yield from handler(principal)
         except grpc.RpcError:
+            log.debug("%s by %s: ended by the caller or its deadline", rpc, principal.name)
             raise
         except Exception as exc:  # noqa: BLE001
-            abort(context, exc)
+            self._refuse(rpc, principal, context, exc)
         finally:
             self._streams.release(principal.name)
+        log.debug("%s by %s: OK", rpc, principal.name)
+
+    @staticmethod
+    def _refuse(
+        rpc: str, principal: Principal | None, context: grpc.ServicerContext, exc: BaseException
+    ) -> None:
+        """Log the refusal (never the token: only who, what and why) and abort the RPC."""
+        status = to_status(exc)
+        code = grpc.StatusCode.UNKNOWN
+        for candidate in grpc.StatusCode:
+            if candidate.value[0] == status.code:
+                code = candidate
+        who = principal.name if principal is not None else f"unauthenticated {context.peer()}"
+        level = logging.WARNING if code in _SECURITY_CODES else logging.DEBUG
+        log.log(level, "%s by %s refused: %s: %s", rpc, who, code.name, status.message)
+        abort_with(context, status)
+
+    @staticmethod
+    def _still_wanted(context: grpc.ServicerContext) -> None:
+        """Refuse to start a write (or more work) for a caller whose deadline passed."""
+        if not context.is_active():
+            raise Cancelled("the call's deadline passed or it was cancelled; nothing was written")
 
     def _latest(self) -> SignedCheckpoint:
         cp = self._store.latest_checkpoint()
@@ -256,6 +321,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 except Exception as exc:  # noqa: BLE001 - reported per item
                     prepared.append(exc)
             valid = [p for p in prepared if isinstance(p, SequencedItem)]
+            self._still_wanted(context)
             answers = iter(self._sequencer.submit(valid).result() if valid else [])
             results = []
             for position, item in enumerate(prepared):
@@ -288,6 +354,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                         except Exception as exc:  # noqa: BLE001 - per item
                             pending.put((position, exc))
                             continue
+                        self._still_wanted(context)
                         pending.put((position, self._sequencer.submit([prepared])))
                 except Exception as exc:  # noqa: BLE001 - ends the stream
                     failure.append(exc)
@@ -334,7 +401,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return True
 
     def _provenance(
-        self, digests: Iterable[bytes], size: int, sent: set[int]
+        self, digests: Iterable[bytes], size: int, sent: set[int], facts_seen: _FactCache
     ) -> tuple[list[pb.DigestProvenance], list[pb.ProvedEntry]]:
         records: list[pb.DigestProvenance] = []
         needed: dict[int, StoredEntry] = {}
@@ -356,7 +423,10 @@ class LedgerService(pb_grpc.LedgerServicer):
                     )
                 record.hits.append(hit)
                 needed[index] = entries[index]
-                facts.append(self._fact(entries[index], bool(revocations.get(index))))
+                fact = facts_seen.get(index)
+                if fact is None:
+                    fact = facts_seen.put(index, self._fact(entries[index], False))
+                facts.append(replace(fact, revoked=bool(revocations.get(index))))
             revoking = sorted({i for group in revocations.values() for i in group})
             record.revocation_indices.extend(revoking)
             for index, stored in self._store.entries_by_index(revoking).items():
@@ -364,7 +434,8 @@ class LedgerService(pb_grpc.LedgerServicer):
             record.status_hint = str(derive_status(facts))
             records.append(record)
         if needed:
-            for index, stored in self._store.entries_by_index(self._store.key_event_indices(below=size)).items():
+            unsent = [i for i in self._store.key_event_indices(below=size) if i not in sent]
+            for index, stored in self._store.entries_by_index(unsent).items():
                 needed[index] = stored
         proved = []
         for index in sorted(needed):
@@ -399,7 +470,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             _digest(request.digest, "digest")
             cp = self._latest()
             consistency = self._consistency(request.trusted_size, cp.size)
-            records, proved = self._provenance([request.digest], cp.size, set())
+            records, proved = self._provenance([request.digest], cp.size, set(), _FactCache(1))
             response = pb.ProvenanceResponse(
                 checkpoint=_checkpoint_pb(cp), digests=records, entries=proved
             )
@@ -415,8 +486,11 @@ class LedgerService(pb_grpc.LedgerServicer):
         def handle(principal: Principal) -> Iterator[pb.ProvenanceResponse]:
             cp = self._latest()
             sent: set[int] = set()
+            # Many digests share one entry (a large statement): parse it once per stream.
+            facts_seen = _FactCache(self._limits.batch_tree_cache * 256)
             first = True
             for query in request_iterator:
+                self._still_wanted(context)
                 if len(query.digests) > self._limits.max_digests_per_query:
                     raise Exhausted(
                         f"{len(query.digests)} digests in one message exceeds "
@@ -429,7 +503,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if consistency is not None:
                         response.consistency.CopyFrom(consistency)
                     first = False
-                records, proved = self._provenance(query.digests, cp.size, sent)
+                records, proved = self._provenance(query.digests, cp.size, sent, facts_seen)
                 response.digests.extend(records)
                 response.entries.extend(proved)
                 yield response
@@ -499,9 +573,14 @@ class LedgerService(pb_grpc.LedgerServicer):
             if request.start >= size:
                 raise InvalidInput("start", f"{request.start} is not below the log size {size}")
             end = min(request.end, size, request.start + self._limits.max_entries_page)
-            return pb.GetEntriesResponse(
-                entries=[pb.Entry(index=e.index, data=e.data) for e in self._store.entries(request.start, end)]
-            )
+            page: list[pb.Entry] = []
+            budget = self._limits.max_entries_bytes
+            for stored in self._store.entries(request.start, end):
+                budget -= len(stored.data)
+                if page and budget < 0:
+                    break
+                page.append(pb.Entry(index=stored.index, data=stored.data))
+            return pb.GetEntriesResponse(entries=page)
 
         return self._guard("GetEntries", context, handle)
 
@@ -537,8 +616,36 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     # ------------------------------------------------------------ admin
 
-    def _key_event(self, principal: Principal, event: KeyEvent) -> pb.KeyEventResponse:
-        self._registry.check(event)
+    def _check_key_event(self, event: KeyEvent) -> None:
+        """Refuse an event that cannot apply, with the most precise status."""
+        registry = self._registry
+        if event.type is KeyEventType.VENDOR_CREATED:
+            if event.vendor_id in registry.vendors:
+                raise AlreadyExists(f"vendor {event.vendor_id!r} already exists")
+            return
+        if event.vendor_id not in registry.vendors:
+            raise NotFound(f"unknown vendor {event.vendor_id!r}; create it first")
+        if event.type in (KeyEventType.KEY_REGISTERED, KeyEventType.KEY_ROTATED):
+            key_id = ed25519_key_id(event.public_key)
+            if key_id in registry.keys:
+                raise AlreadyExists(f"key {key_id} is already registered")
+        if event.type in (KeyEventType.KEY_ROTATED, KeyEventType.KEY_REVOKED):
+            target = event.old_key_id if event.type is KeyEventType.KEY_ROTATED else event.key_id
+            key = registry.keys.get(target)
+            if key is None or key.vendor_id != event.vendor_id:
+                raise NotFound(f"vendor {event.vendor_id!r} has no key {target[:80]!r}")
+        try:
+            registry.check(event)
+        except InvalidInput as exc:
+            if event.type is KeyEventType.KEY_ROTATED and exc.field == "key_id":
+                raise InvalidInput("old_key_id", exc.message) from None
+            raise
+
+    def _key_event(
+        self, principal: Principal, event: KeyEvent, context: grpc.ServicerContext
+    ) -> pb.KeyEventResponse:
+        self._check_key_event(event)
+        self._still_wanted(context)
         envelope = key_event_envelope(
             event, self._signer.sign, ed25519_key_id(self._signer.public_key)
         )
@@ -584,7 +691,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 vendor_id=request.vendor_id,
                 display_name=request.display_name,
             )
-            return self._key_event(principal, event)
+            return self._key_event(principal, event, context)
 
         return self._guard("CreateVendor", context, handle)
 
@@ -599,7 +706,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 not_before=start,
                 not_after=end,
             )
-            return self._key_event(principal, _normalize(event))
+            return self._key_event(principal, _normalize(event), context)
 
         return self._guard("RegisterKey", context, handle)
 
@@ -617,7 +724,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 not_before=start,
                 not_after=end,
             )
-            return self._key_event(principal, _normalize(event))
+            return self._key_event(principal, _normalize(event), context)
 
         return self._guard("RotateKey", context, handle)
 
@@ -635,7 +742,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 compromised=request.compromised,
                 reason=request.reason,
             )
-            return self._key_event(principal, event)
+            return self._key_event(principal, event, context)
 
         return self._guard("RevokeKey", context, handle)
 

@@ -28,6 +28,12 @@ class ServerProcess:
     log_key: str
     admin_token: str
     output: list[str]
+    # The server's stderr (JSON log lines) goes to a file, never to a pipe nobody
+    # drains: a full pipe would block the server on its next log line.
+    log_path: Path | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
@@ -44,10 +50,12 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
     """Start `anchorlog serve` on port 0 and wait until it says where it listens."""
     command = [sys.executable, "-m", "anchorlog.client.cli", "serve", "--data", str(data_dir),
                "--listen", "127.0.0.1:0", *extra]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})},
-    )
+    log_path = data_dir.parent / f"{data_dir.name}.server.log"
+    with open(log_path, "a") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log_file, text=True,
+            env={**os.environ, **(env or {})},
+        )
     lines: list[str] = []
     address = log_key = ""
     deadline = time.monotonic() + 30
@@ -65,10 +73,10 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
             break
     if not address or not log_key:
         process.kill()
-        _, err = process.communicate(timeout=10)
-        raise RuntimeError(f"server did not start: {lines} {err}")
+        process.communicate(timeout=10)
+        raise RuntimeError(f"server did not start: {lines} {log_path.read_text()}")
     token = (data_dir / "admin.token").read_text().strip()
-    return ServerProcess(data_dir, process, address, log_key, token, lines)
+    return ServerProcess(data_dir, process, address, log_key, token, lines, log_path)
 
 
 @pytest.fixture
