@@ -4,22 +4,37 @@ Nothing is returned before it is verified against the pinned log key: checkpoint
 signatures, consistency with the last checkpoint this client trusted (kept in a
 state file), inclusion proofs, batch paths and DSSE signatures against the key
 registry replayed from the log.
+
+What a single client cannot prove is completeness: that the server named every
+entry about a digest and every key event. Omissions are what auditors catch by
+mirroring the whole log (``anchorlog.client.audit``); everything the server did
+send is proved.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn, Self
 
 import grpc
-from anchorlog.client.receipts import Bundle, Receipt, verify_receipt
-from anchorlog.client.state import default_state_path, load_trusted, save_trusted
+from anchorlog.client.receipts import Bundle, Receipt
+from anchorlog.client.state import (
+    default_state_path,
+    default_tofu_state_path,
+    load_trusted,
+    pinned_vkey,
+    save_trusted,
+)
 from anchorlog.client.verify import (
+    CheckpointError,
+    CheckpointMemo,
     DigestClaim,
+    InclusionProofError,
     SampleProvenance,
+    VerifiedAttestation,
     VerifiedCheckpoint,
     VerifiedEntry,
     check_checkpoint,
@@ -31,7 +46,7 @@ from anchorlog.client.verify import (
 from anchorlog.ledger.batch import BatchPath
 from anchorlog.ledger.dsse import Envelope
 from anchorlog.ledger.entry import EntryKind
-from anchorlog.ledger.errors import LedgerError, VerificationError
+from anchorlog.ledger.errors import InconsistentLogError, LedgerError, VerificationError
 from anchorlog.ledger.keys import KeyRegistry
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.v1 import anchorlog_pb2 as pb
@@ -96,16 +111,24 @@ class _StreamContext:
     proofs: dict[int, tuple[bytes, tuple[bytes, ...]]] = field(default_factory=dict)
     registry: KeyRegistry | None = None
     claims: dict[bytes, DigestClaim] = field(default_factory=dict)
+    keep_claims: bool = True  # only a bundle needs every claim; a million-sample stream must not hold them
+    # Attestation entries verified against ``registry``; cleared when it is rebuilt.
+    attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
 
 
 class LedgerClient:
     """A verifying client for one anchorlog log.
 
     ``log_key`` is the log's verifier key string (``origin+keyid+base64``),
-    pinned. Without it the client refuses to connect unless
-    ``trust_on_first_use=True``, in which case the key is taken from the first
-    checkpoint's signature line named after the origin the server reports and
-    written to the state file next to the trusted checkpoint.
+    pinned out of band. Without it the client refuses to start unless
+    ``trust_on_first_use=True``: then the key pinned in the state file is used
+    if there is one, else the key the server reports is accepted (after it
+    verifies the server's own checkpoint) and pinned in the state file, so only
+    the very first answer is taken on faith.
+
+    The state file keeps the last checkpoint this client trusted; every later
+    checkpoint must be proved consistent with it, or the call raises
+    :class:`~anchorlog.ledger.errors.InconsistentLogError`.
     """
 
     def __init__(
@@ -113,13 +136,12 @@ class LedgerClient:
         address: str,
         *,
         token: str,
-        log_key: str,
+        log_key: str | None = None,
         state_path: Path | None = None,
         root_certificates: bytes | None = None,
         timeout: float = 60.0,
+        trust_on_first_use: bool = False,
     ) -> None:
-        self.verifier = NoteVerifier.from_vkey(log_key)
-        self.state_path = state_path or default_state_path(self.verifier)
         self._timeout = timeout
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -132,14 +154,44 @@ class LedgerClient:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.LedgerStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._trusted = load_trusted(self.state_path, self.verifier)
+        try:
+            if log_key is None:
+                if not trust_on_first_use:
+                    raise ValueError(
+                        "the log's verifier key is required; pass log_key (pinned out of band) "
+                        "or trust_on_first_use=True"
+                    )
+                state_path = state_path or default_tofu_state_path(address)
+                log_key = pinned_vkey(state_path) or self._fetch_vkey_tofu()
+            self.verifier = NoteVerifier.from_vkey(log_key)
+            # Receipts of one sequencer group share a checkpoint: verify its signature once.
+            self._checkpoints = CheckpointMemo(self.verifier)
+            self.state_path = state_path or default_state_path(self.verifier)
+            self._trusted = load_trusted(self.state_path, self.verifier)
+            if self._trusted is None and trust_on_first_use:
+                self.checkpoint()  # pins the key and the first checkpoint
+        except BaseException:
+            self._channel.close()
+            raise
+        # (size, root) of checkpoints already proved consistent with the trusted one.
+        self._consistent: set[tuple[int, bytes]] = set()
+
+    def _fetch_vkey_tofu(self) -> str:
+        response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
+        assert isinstance(response, pb.GetCheckpointResponse)
+        try:
+            verifier = NoteVerifier.from_vkey(response.verifier_key)
+        except LedgerError as exc:
+            raise CheckpointError(f"the server's verifier key is malformed: {exc}") from exc
+        check_checkpoint(response.checkpoint.note, verifier)
+        return verifier.vkey()
 
     # ------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> LedgerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -158,15 +210,51 @@ class LedgerClient:
         return self._trusted
 
     def _advance(self, note: bytes, proof: Sequence[bytes]) -> VerifiedCheckpoint:
-        """Verify a new checkpoint against the trusted one and trust it."""
-        checkpoint = check_checkpoint(note, self.verifier)
+        """Verify a new checkpoint against the trusted one (with ``proof``) and trust it."""
+        checkpoint = self._checkpoints.check(note)
         check_consistency(self._trusted, checkpoint, proof)
         if self._trusted is None or checkpoint.size > self._trusted.size:
             save_trusted(self.state_path, self.verifier, checkpoint)
             self._trusted = checkpoint
-        elif not hmac.compare_digest(checkpoint.root_hash, self._trusted.root_hash):
-            raise VerificationError("same-size checkpoint with a different root")
         return checkpoint
+
+    def _trust(self, note: bytes) -> VerifiedCheckpoint:
+        """Verify any checkpoint the server sent and prove it consistent with the trusted one.
+
+        Newer checkpoints replace the trusted one; older ones must be a prefix of it.
+        """
+        checkpoint = self._checkpoints.check(note)
+        trusted = self._trusted
+        key = (checkpoint.size, checkpoint.root_hash)
+        if trusted is None or trusted.size == 0:
+            return self._advance(note, ())
+        if key in self._consistent:
+            return checkpoint
+        if checkpoint.size == trusted.size:
+            check_consistency(trusted, checkpoint, ())
+            return checkpoint
+        if checkpoint.size > trusted.size:
+            proof = self.consistency_proof(trusted.size, checkpoint.size)
+            return self._advance(note, proof)
+        if checkpoint.size > 0:
+            proof = self.consistency_proof(checkpoint.size, trusted.size)
+            try:
+                check_consistency(checkpoint, trusted, proof)
+            except InconsistentLogError as exc:
+                raise InconsistentLogError(
+                    f"an older checkpoint (size {checkpoint.size}) the log sent is not a prefix of "
+                    f"the trusted one (size {trusted.size}): {exc}"
+                ) from exc
+        self._consistent.add(key)
+        return checkpoint
+
+    def _refuse_rollback(self, exc: LedgerRpcError) -> NoReturn:
+        """The server refused our trusted size: a log smaller than what we trust is a rollback."""
+        if exc.code == "INVALID_ARGUMENT" and any(f == "trusted_size" for f, _ in exc.fields):
+            response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
+            assert isinstance(response, pb.GetCheckpointResponse)
+            self._advance(response.checkpoint.note, ())  # raises InconsistentLogError when smaller
+        raise exc
 
     def _trusted_size(self) -> int:
         return self._trusted.size if self._trusted else 0
@@ -175,7 +263,12 @@ class LedgerClient:
 
     def checkpoint(self) -> VerifiedCheckpoint:
         """The latest checkpoint, proved consistent with the trusted one."""
-        response = self._call("GetCheckpoint", pb.GetCheckpointRequest(trusted_size=self._trusted_size()))
+        try:
+            response = self._call(
+                "GetCheckpoint", pb.GetCheckpointRequest(trusted_size=self._trusted_size())
+            )
+        except LedgerRpcError as exc:
+            self._refuse_rollback(exc)
         assert isinstance(response, pb.GetCheckpointResponse)
         return self._advance(response.checkpoint.note, list(response.consistency.hashes))
 
@@ -200,6 +293,7 @@ class LedgerClient:
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
             ctx.registry = key_state(ctx.entries.values(), self.verifier)
+            ctx.attestations.clear()
         results = []
         for record in response.digests:
             claim = DigestClaim(
@@ -220,17 +314,26 @@ class LedgerClient:
                 revocation_indices=tuple(record.revocation_indices),
                 status_hint=record.status_hint,
             )
-            ctx.claims[claim.digest] = claim
-            results.append(check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint))
+            if ctx.keep_claims:
+                ctx.claims[claim.digest] = claim
+            results.append(
+                check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations)
+            )
         return results
 
     def provenance(self, digest: bytes) -> SampleProvenance:
         """Verified provenance of one sample digest (32 raw bytes)."""
-        response = self._call(
-            "GetProvenance", pb.GetProvenanceRequest(digest=digest, trusted_size=self._trusted_size())
-        )
+        try:
+            response = self._call(
+                "GetProvenance", pb.GetProvenanceRequest(digest=digest, trusted_size=self._trusted_size())
+            )
+        except LedgerRpcError as exc:
+            self._refuse_rollback(exc)
         assert isinstance(response, pb.ProvenanceResponse)
-        (result,) = self._absorb(response, _StreamContext())
+        results = self._absorb(response, _StreamContext())
+        if len(results) != 1:
+            raise VerificationError(f"asked about one digest, the server answered {len(results)}")
+        result = results[0]
         if result.digest != digest:
             raise VerificationError("server answered for a different digest")
         return result
@@ -243,7 +346,7 @@ class LedgerClient:
         Results come in input order. With ``bundle`` (a list), a Bundle of
         everything received is appended to it when the stream ends.
         """
-        ctx = _StreamContext()
+        ctx = _StreamContext(keep_claims=bundle is not None)
         first_size = self._trusted_size()
         asked: list[list[bytes]] = []
 
@@ -262,13 +365,15 @@ class LedgerClient:
         try:
             responses = self._stub.StreamProvenance(requests(), metadata=self._metadata)
             for number, response in enumerate(responses):
+                if number >= len(asked):
+                    raise VerificationError("stream answered more queries than were asked")
                 results = self._absorb(response, ctx)
                 expected = asked[number]
                 if [r.digest for r in results] != expected:
                     raise VerificationError("stream answered different digests than asked")
                 yield from results
         except grpc.RpcError as exc:
-            raise rpc_error(exc) from None
+            self._refuse_rollback(rpc_error(exc))
         if bundle is not None and ctx.checkpoint is not None:
             bundle.append(self._bundle(ctx))
 
@@ -288,22 +393,15 @@ class LedgerClient:
         )
 
     def entry(self, index: int) -> VerifiedEntry:
-        """One entry, proved against the latest checkpoint (itself proved consistent)."""
+        """One entry, proved included in a checkpoint consistent with the trusted one."""
         response = self._call("GetInclusionProof", pb.GetInclusionProofRequest(index=index))
         assert isinstance(response, pb.GetInclusionProofResponse)
-        checkpoint = check_checkpoint(response.checkpoint.note, self.verifier)
-        if checkpoint.size != self._trusted_size():
-            checkpoint = self.checkpoint()
+        checkpoint = self._trust(response.checkpoint.note)
         proved = response.entry
-        if proved.inclusion.tree_size != checkpoint.size:
-            response = self._call(
-                "GetInclusionProof", pb.GetInclusionProofRequest(index=index, tree_size=checkpoint.size)
-            )
-            assert isinstance(response, pb.GetInclusionProofResponse)
-            proved = response.entry
+        if proved.entry.index != index:
+            raise InclusionProofError(f"asked for entry {index}, the server sent entry {proved.entry.index}")
         return check_entry(
-            proved.entry.index, proved.entry.data, list(proved.inclusion.hashes),
-            proved.inclusion.tree_size, checkpoint,
+            index, proved.entry.data, list(proved.inclusion.hashes), proved.inclusion.tree_size, checkpoint
         )
 
     def consistency_proof(self, first_size: int, second_size: int) -> list[bytes]:
@@ -315,7 +413,10 @@ class LedgerClient:
         return list(response.hashes)
 
     def latest_raw_checkpoint(self) -> bytes:
-        """The latest checkpoint note, signature-checked but not consistency-checked."""
+        """The latest checkpoint note, signature-checked but not consistency-checked.
+
+        For auditors who track consistency themselves.
+        """
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
         assert isinstance(response, pb.GetCheckpointResponse)
         return check_checkpoint(response.checkpoint.note, self.verifier).note
@@ -336,7 +437,7 @@ class LedgerClient:
     def key_history(self, vendor_id: str = "") -> tuple[VerifiedCheckpoint, list[VerifiedEntry]]:
         response = self._call("GetKeyHistory", pb.GetKeyHistoryRequest(vendor_id=vendor_id))
         assert isinstance(response, pb.GetKeyHistoryResponse)
-        checkpoint = check_checkpoint(response.checkpoint.note, self.verifier)
+        checkpoint = self._trust(response.checkpoint.note)
         return checkpoint, [
             check_entry(p.entry.index, p.entry.data, list(p.inclusion.hashes), p.inclusion.tree_size, checkpoint)
             for p in response.entries
@@ -353,7 +454,10 @@ class LedgerClient:
             checkpoint=bytes(receipt.checkpoint.note),
             duplicate=receipt.duplicate,
         )
-        verified = verify_receipt(out, self.verifier)
+        verified = check_entry(
+            out.index, out.data, out.hashes, out.tree_size, self._checkpoints.check(out.checkpoint)
+        )
+        self._trust(out.checkpoint)
         if submitted is not None:
             stored = Envelope.parse(verified.entry.envelope)
             sent = Envelope.parse(submitted.envelope)
@@ -366,23 +470,30 @@ class LedgerClient:
     def _outcome(self, result: pb.ItemResult, submitted: Submission | None) -> SubmitOutcome:
         if result.HasField("receipt"):
             return SubmitOutcome(result.position, receipt=self._receipt(result.receipt, submitted))
-        code = grpc.StatusCode(
-            next(c for c in grpc.StatusCode if c.value[0] == result.error.code)
-        ).name
+        code = next((c.name for c in grpc.StatusCode if c.value[0] == result.error.code), "UNKNOWN")
         return SubmitOutcome(
             result.position, error=_status_details(code, result.error.message, result.error.details)
         )
 
-    def submit(self, items: Sequence[Submission]) -> list[SubmitOutcome]:
-        """Submit a batch; each item gets a verified receipt or its own error."""
-        request = pb.SubmitRequest(
-            items=[pb.SubmitItem(envelope=i.envelope, batch_digests=i.batch_digests) for i in items]
-        )
-        response = self._call("Submit", request)
-        assert isinstance(response, pb.SubmitResponse)
-        if len(response.results) != len(items):
-            raise VerificationError("server answered a different number of items than submitted")
-        return [self._outcome(r, items[r.position]) for r in response.results]
+    def submit(self, items: Sequence[Submission], *, per_request: int = 500) -> list[SubmitOutcome]:
+        """Submit items in requests of ``per_request``; each gets a verified receipt or its own error.
+
+        Positions in the outcomes are positions in ``items``.
+        """
+        outcomes: list[SubmitOutcome] = []
+        for start in range(0, len(items), per_request):
+            chunk = items[start : start + per_request]
+            request = pb.SubmitRequest(
+                items=[pb.SubmitItem(envelope=i.envelope, batch_digests=i.batch_digests) for i in chunk]
+            )
+            response = self._call("Submit", request)
+            assert isinstance(response, pb.SubmitResponse)
+            if sorted(r.position for r in response.results) != list(range(len(chunk))):
+                raise VerificationError("server answered different items than submitted")
+            for result in response.results:
+                outcome = self._outcome(result, chunk[result.position])
+                outcomes.append(replace(outcome, position=start + outcome.position))
+        return sorted(outcomes, key=lambda o: o.position)
 
     def submit_stream(self, items: Iterable[Submission]) -> Iterator[SubmitOutcome]:
         """Submit a stream of items; outcomes come back in order as they are sequenced."""
@@ -395,6 +506,8 @@ class LedgerClient:
 
         try:
             for result in self._stub.SubmitStream(requests(), metadata=self._metadata):
+                if result.position >= len(sent):
+                    raise VerificationError(f"server answered item {result.position}, never sent")
                 yield self._outcome(result, sent[result.position])
         except grpc.RpcError as exc:
             raise rpc_error(exc) from None
@@ -446,31 +559,3 @@ class LedgerClient:
         response = self._call("IssueToken", pb.IssueTokenRequest(principal=principal, role=ROLES[role]))
         assert isinstance(response, pb.IssueTokenResponse)
         return response.token
-
-
-def fetch_verifier_key_tofu(
-    address: str, *, token: str, root_certificates: bytes | None = None, timeout: float = 30.0
-) -> str:
-    """Trust on first use: ask the server for its verifier key.
-
-    Only for users who explicitly accept that the first answer is not verified
-    against anything; the key is then pinned. The returned key is checked to
-    verify the server's own latest checkpoint.
-    """
-    if root_certificates is not None:
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates))
-    else:
-        channel = grpc.insecure_channel(address)
-    try:
-        stub = pb_grpc.LedgerStub(channel)
-        try:
-            response = stub.GetCheckpoint(
-                pb.GetCheckpointRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=timeout
-            )
-        except grpc.RpcError as exc:
-            raise rpc_error(exc) from None
-        verifier = NoteVerifier.from_vkey(response.verifier_key)
-        check_checkpoint(response.checkpoint.note, verifier)
-        return verifier.vkey()
-    finally:
-        channel.close()

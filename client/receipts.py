@@ -30,6 +30,7 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from anchorlog.client.verify import (
@@ -45,6 +46,7 @@ from anchorlog.client.verify import (
 from anchorlog.ledger.batch import BatchPath
 from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.status import Status
 
 RECEIPT_FORMAT = "anchorlog-receipt/v1"
 BUNDLE_FORMAT = "anchorlog-bundle/v1"
@@ -58,9 +60,25 @@ def _unb64(value: Any, where: str) -> bytes:
     if not isinstance(value, str):
         raise VerificationError(f"{where}: expected a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except ValueError:
         raise VerificationError(f"{where}: invalid base64") from None
+    # Only the canonical spelling: every change to the text is a change to the bytes.
+    if _b64(raw) != value:
+        raise VerificationError(f"{where}: non-canonical base64")
+    return raw
+
+
+def _text(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise VerificationError(f"{where}: expected a string")
+    return value.encode("utf-8")
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise VerificationError(f"{where}: expected a list")
+    return value
 
 
 def _int(value: Any, where: str) -> int:
@@ -96,8 +114,10 @@ class Receipt:
                 index=_int(entry["index"], "entry.index"),
                 data=_unb64(entry["data"], "entry.data"),
                 tree_size=_int(proof["treeSize"], "inclusionProof.treeSize"),
-                hashes=tuple(_unb64(h, "inclusionProof.hashes") for h in proof["hashes"]),
-                checkpoint=str(doc["checkpoint"]).encode("utf-8"),
+                hashes=tuple(
+                    _unb64(h, "inclusionProof.hashes") for h in _list(proof["hashes"], "inclusionProof.hashes")
+                ),
+                checkpoint=_text(doc["checkpoint"], "checkpoint"),
             )
         except (KeyError, TypeError) as exc:
             raise VerificationError(f"receipt is missing a field: {exc}") from None
@@ -141,26 +161,41 @@ class Bundle:
     def from_json(cls, doc: Mapping[str, Any]) -> Bundle:
         if not isinstance(doc, Mapping) or doc.get("format") != BUNDLE_FORMAT:
             raise VerificationError(f"not an {BUNDLE_FORMAT} document")
+        statuses = {str(s) for s in Status}
         try:
-            entries = {
-                _int(e["index"], "entries.index"): (
-                    _unb64(e["data"], "entries.data"),
-                    tuple(_unb64(h, "entries.hashes") for h in e["hashes"]),
-                )
-                for e in doc["entries"]
-            }
+            entries: dict[int, tuple[bytes, tuple[bytes, ...]]] = {}
+            for e in _list(doc["entries"], "entries"):
+                index = _int(e["index"], "entries.index")
+                if index in entries:
+                    raise VerificationError(f"entries: index {index} appears twice")
+                hashes = tuple(_unb64(h, "entries.hashes") for h in _list(e["hashes"], "entries.hashes"))
+                entries[index] = (_unb64(e["data"], "entries.data"), hashes)
             samples = []
-            for s in doc["samples"]:
-                digest = bytes.fromhex(s["digest"])
+            for s in _list(doc["samples"], "samples"):
+                digest = _digest_hex(s["digest"])
                 hits = tuple(
                     (_int(h["entryIndex"], "hits.entryIndex"), _path_from_json(h.get("batchPath")))
-                    for h in s["hits"]
+                    for h in _list(s["hits"], "samples.hits")
                 )
-                revocations = tuple(_int(r, "revocations") for r in s["revocations"])
-                samples.append((DigestClaim(digest, hits, revocations), str(s["status"])))
-            return cls(str(doc["checkpoint"]).encode("utf-8"), entries, tuple(samples))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VerificationError(f"bundle is malformed: {exc}") from None
+                revocations = tuple(
+                    _int(r, "revocations") for r in _list(s["revocations"], "samples.revocations")
+                )
+                status = s["status"]
+                if status not in statuses:
+                    raise VerificationError(f"samples.status: unknown status {status!r}")
+                samples.append((DigestClaim(digest, hits, revocations), status))
+            return cls(_text(doc["checkpoint"], "checkpoint"), entries, tuple(samples))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise VerificationError(f"bundle is malformed: missing or wrong field {exc}") from None
+
+
+def _digest_hex(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) != 64 or value != value.lower():
+        raise VerificationError("samples.digest: expected 64 lower-case hex characters")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise VerificationError("samples.digest: expected 64 lower-case hex characters") from None
 
 
 def _path_json(path: BatchPath | None) -> dict[str, Any] | None:
@@ -176,10 +211,12 @@ def _path_json(path: BatchPath | None) -> dict[str, Any] | None:
 def _path_from_json(doc: Any) -> BatchPath | None:
     if doc is None:
         return None
+    if not isinstance(doc, Mapping):
+        raise VerificationError("batchPath: expected an object or null")
     return BatchPath(
         leaf_index=_int(doc["leafIndex"], "batchPath.leafIndex"),
         batch_size=_int(doc["batchSize"], "batchPath.batchSize"),
-        hashes=tuple(_unb64(h, "batchPath.hashes") for h in doc["hashes"]),
+        hashes=tuple(_unb64(h, "batchPath.hashes") for h in _list(doc["hashes"], "batchPath.hashes")),
     )
 
 
@@ -220,12 +257,32 @@ def verify_document(doc: Any, verifier: NoteVerifier) -> dict[str, Any]:
             "valid": True, "kind": "bundle", "samples": len(results), "statuses": counts,
             "summary": f"bundle valid: {len(results)} samples verified {counts}",
         }
-    entry = verify_receipt(Receipt.from_json(doc), verifier)
+    receipt = Receipt.from_json(doc)
+    entry = verify_receipt(receipt, verifier)
     return {
         "valid": True, "kind": "receipt", "index": entry.index, "submitter": entry.entry.submitter,
-        "summary": f"receipt valid: entry {entry.index} by {entry.entry.submitter} is in the log",
+        "entry_kind": entry.entry.kind.name.lower().replace("_", "-"),
+        "leaf_hash": entry.leaf_hash.hex(), "tree_size": receipt.tree_size,
+        "summary": f"receipt valid: entry {entry.index} by {entry.entry.submitter} is in the log "
+        f"(checkpoint size {receipt.tree_size})",
     }
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def save_receipt(receipt: Receipt, directory: Path) -> Path:
+    """Write ``receipt-<index>.json`` in ``directory`` (created if needed); returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"receipt-{receipt.index}.json"
+    path.write_text(dumps(receipt.to_json()))
+    return path
+
+
+def load_document(path: Path) -> Any:
+    """Read a receipt or bundle file as JSON (verification is separate: :func:`verify_document`)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{path} is not a JSON document: {exc}") from exc

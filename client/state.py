@@ -18,10 +18,36 @@ from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.note import NoteVerifier
 
 
+def _state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "anchorlog"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
 def default_state_path(verifier: NoteVerifier) -> Path:
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    safe = verifier.name.replace("/", "_")
-    return base / "anchorlog" / f"{safe}-{verifier.key_id.hex()}.json"
+    """One state file per pinned log key, under ``$XDG_STATE_HOME/anchorlog``."""
+    return _state_dir() / f"{_safe(verifier.name)}-{verifier.key_id.hex()}.json"
+
+
+def default_tofu_state_path(address: str) -> Path:
+    """Trust on first use pins the key per server address (the key is not known yet)."""
+    return _state_dir() / f"tofu-{_safe(address)}.json"
+
+
+def pinned_vkey(path: Path) -> str | None:
+    """The log key pinned in a state file, or None when there is no state file yet."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"state file {path} is corrupt: {exc}") from exc
+    vkey = doc.get("vkey") if isinstance(doc, dict) else None
+    if not isinstance(vkey, str):
+        raise VerificationError(f"state file {path} is corrupt: no pinned log key")
+    return vkey
 
 
 def load_trusted(path: Path, verifier: NoteVerifier) -> VerifiedCheckpoint | None:
@@ -32,6 +58,8 @@ def load_trusted(path: Path, verifier: NoteVerifier) -> VerifiedCheckpoint | Non
         return None
     try:
         doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
         if doc.get("vkey") != verifier.vkey():
             raise VerificationError(
                 f"state file {path} belongs to log key {doc.get('vkey')!r}, not {verifier.vkey()!r}"

@@ -1,4 +1,9 @@
-"""Vendor side: keys, sample hashing and signed statements ready to submit."""
+"""Vendor side: keys, sample hashing and signed statements ready to submit.
+
+Hashing (the rule names go into every predicate, so vendors and builders hash alike):
+``hash_bytes`` (``raw-bytes``), ``hash_file`` (``raw-bytes``, streamed),
+``hash_text`` (``utf8-nfc-v1``), ``hash_json`` (``rfc8785-jcs-v1``).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ from anchorlog.ledger.batch import (
     sort_digests,
 )
 from anchorlog.ledger.digests import Canonicalization
+from anchorlog.ledger.digests import digest_bytes as hash_bytes
+from anchorlog.ledger.digests import digest_file as hash_file
+from anchorlog.ledger.digests import digest_json as hash_json
+from anchorlog.ledger.digests import digest_text as hash_text
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, ed25519_key_id, sign_envelope
 from anchorlog.ledger.errors import InvalidInput
 from anchorlog.ledger.predicates import (
@@ -34,6 +43,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_HEADER = "anchorlog-ed25519-private-key-v1"
+
+__all__ = [
+    "ClaimDetails",
+    "VendorKeyPair",
+    "attest_batch",
+    "attest_samples",
+    "hash_bytes",
+    "hash_file",
+    "hash_json",
+    "hash_text",
+    "revoke_entries",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,7 @@ class VendorKeyPair:
 
     @classmethod
     def load(cls, path: Path) -> VendorKeyPair:
+        """Read a key written by :meth:`save`; refuses a file others can read."""
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise InvalidInput(str(path), f"private key file is mode {mode:o}; it must be 0600")

@@ -30,6 +30,41 @@ from anchorlog.ledger.predicates import (
 from anchorlog.ledger.statement import Statement, parse_statement
 from anchorlog.ledger.status import AttestationFact, Status, derive_status
 
+__all__ = [
+    "BatchPathError",
+    "CheckpointError",
+    "InclusionProofError",
+    "InconsistentLogError",
+    "MalformedEntryError",
+    "SignatureError",
+    "VerificationError",
+]
+
+
+class CheckpointError(VerificationError):
+    """A checkpoint that is not signed by the pinned log key (or is malformed)."""
+
+
+class InclusionProofError(VerificationError):
+    """Entry bytes that the proof does not tie to the checkpoint's root.
+
+    A tampered entry and a wrong audit path look the same from outside: the
+    leaf hash of the bytes received does not lead to the signed root.
+    """
+
+
+class MalformedEntryError(VerificationError):
+    """Entry bytes (or their envelope, statement or predicate) that do not decode."""
+
+
+class SignatureError(VerificationError):
+    """An envelope not signed by any key of its vendor valid at that entry
+    (unknown, expired, revoked before the entry, or a bad signature)."""
+
+
+class BatchPathError(VerificationError):
+    """A sample digest not proved to be in an attestation's signed batch root."""
+
 
 @dataclass(frozen=True)
 class VerifiedCheckpoint:
@@ -95,8 +130,34 @@ def check_checkpoint(note: bytes, verifier: NoteVerifier) -> VerifiedCheckpoint:
     try:
         checkpoint = verify_checkpoint(note, verifier)
     except InvalidInput as exc:
-        raise VerificationError(f"checkpoint is malformed: {exc}") from exc
+        raise CheckpointError(f"checkpoint is malformed: {exc}") from exc
+    except VerificationError as exc:
+        raise CheckpointError(f"checkpoint is not signed by the pinned log key: {exc}") from exc
     return VerifiedCheckpoint(checkpoint, note)
+
+
+class CheckpointMemo:
+    """``check_checkpoint`` that remembers notes it already verified.
+
+    A busy submitter gets one checkpoint per sequencer group on hundreds of
+    receipts; the signature over the same note bytes verifies the same way every
+    time, so it is checked once. Bounded: the oldest notes are forgotten.
+    """
+
+    def __init__(self, verifier: NoteVerifier, capacity: int = 64) -> None:
+        self.verifier = verifier
+        self._capacity = capacity
+        self._verified: dict[bytes, VerifiedCheckpoint] = {}
+
+    def check(self, note: bytes) -> VerifiedCheckpoint:
+        known = self._verified.get(note)
+        if known is not None:
+            return known
+        checkpoint = check_checkpoint(note, self.verifier)
+        if len(self._verified) >= self._capacity:
+            self._verified.pop(next(iter(self._verified)), None)
+        self._verified[note] = checkpoint
+        return checkpoint
 
 
 def check_consistency(
@@ -104,6 +165,14 @@ def check_consistency(
 ) -> None:
     """Prove ``new`` extends ``trusted``; any failure is evidence of a forked log."""
     if trusted is None or trusted.size == 0:
+        return
+    if new.size == trusted.size:
+        if not hmac.compare_digest(new.root_hash, trusted.root_hash):
+            raise InconsistentLogError(
+                f"the log presented a checkpoint of size {new.size} whose root "
+                f"{new.root_hash.hex()} differs from the trusted root {trusted.root_hash.hex()} "
+                "at the same size: this is evidence of a forked or rewritten log"
+            )
         return
     if new.size < trusted.size:
         raise InconsistentLogError(
@@ -124,20 +193,23 @@ def check_entry(
 ) -> VerifiedEntry:
     """An entry proven included in the checkpoint's tree, with its bytes decoded."""
     if tree_size != checkpoint.size:
-        raise VerificationError(
+        raise InclusionProofError(
             f"entry {index}: proof is for tree size {tree_size}, checkpoint has {checkpoint.size}"
         )
     digest = leaf_hash(data)
     try:
         verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
     except VerificationError as exc:
-        raise VerificationError(f"entry {index}: inclusion proof does not verify: {exc}") from exc
+        raise InclusionProofError(
+            f"entry {index}: not included in the checkpoint of size {checkpoint.size} "
+            f"(entry bytes tampered or wrong inclusion proof): {exc}"
+        ) from exc
     try:
         entry = decode_entry(data)
     except InvalidInput as exc:
-        raise VerificationError(f"entry {index}: malformed entry bytes: {exc}") from exc
+        raise MalformedEntryError(f"entry {index}: malformed entry bytes: {exc}") from exc
     if entry.index != index:
-        raise VerificationError(f"entry {index}: its bytes say index {entry.index}")
+        raise MalformedEntryError(f"entry {index}: its bytes say index {entry.index}")
     return VerifiedEntry(index=index, data=data, leaf_hash=digest, entry=entry)
 
 
@@ -166,7 +238,7 @@ def _signing_key(
         except VerificationError:
             continue
         return key
-    raise VerificationError(
+    raise SignatureError(
         f"entry {entry.index}: envelope is not signed by any key of vendor "
         f"{entry.entry.submitter!r} valid at that entry"
     )
@@ -176,10 +248,10 @@ def _open_envelope(entry: VerifiedEntry) -> tuple[Envelope, Statement]:
     try:
         envelope = Envelope.parse(entry.entry.envelope)
         if envelope.payload_type != PAYLOAD_TYPE_INTOTO:
-            raise VerificationError(f"entry {entry.index}: unexpected payload type")
+            raise MalformedEntryError(f"entry {entry.index}: unexpected payload type")
         return envelope, parse_statement(envelope.payload, max_subjects=1 << 30)
     except InvalidInput as exc:
-        raise VerificationError(f"entry {entry.index}: invalid envelope: {exc}") from exc
+        raise MalformedEntryError(f"entry {entry.index}: invalid envelope: {exc}") from exc
 
 
 def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> VerifiedAttestation:
@@ -190,7 +262,7 @@ def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> Veri
     try:
         predicate = ProvenancePredicate.parse(statement.predicate)
     except InvalidInput as exc:
-        raise VerificationError(f"entry {entry.index}: invalid predicate: {exc}") from exc
+        raise MalformedEntryError(f"entry {entry.index}: invalid predicate: {exc}") from exc
     return VerifiedAttestation(
         entry=entry,
         vendor_id=entry.entry.submitter,
@@ -217,7 +289,7 @@ def check_revocation_entry(
         RevocationPredicate.parse(statement.predicate)
         named = parse_revocation_targets(statement)
     except InvalidInput as exc:
-        raise VerificationError(f"entry {entry.index}: invalid revocation: {exc}") from exc
+        raise MalformedEntryError(f"entry {entry.index}: invalid revocation: {exc}") from exc
     revoked = set()
     for index, digest in named:
         target = targets.get(index)
@@ -245,30 +317,33 @@ def check_names_digest(
     subjects = attestation.statement.subjects
     if attestation.predicate.batch is None:
         if batch_path is not None:
-            raise VerificationError(
+            raise BatchPathError(
                 f"entry {attestation.entry.index}: server sent a batch path for a direct statement"
             )
         if not any(hmac.compare_digest(s.digest, digest) for s in subjects):
-            raise VerificationError(
+            raise BatchPathError(
                 f"entry {attestation.entry.index} does not name digest {digest.hex()}"
             )
         return
     if batch_path is None:
-        raise VerificationError(
+        raise BatchPathError(
             f"entry {attestation.entry.index} commits to a batch but no batch path was sent"
         )
-    (root_subject,) = [s for s in subjects if s.name == BATCH_SUBJECT_NAME] or [None]
-    if root_subject is None:
-        raise VerificationError(f"entry {attestation.entry.index} has no batch root subject")
+    roots = [s for s in subjects if s.name == BATCH_SUBJECT_NAME]
+    if len(roots) != 1:
+        raise BatchPathError(
+            f"entry {attestation.entry.index} has {len(roots)} batch root subjects, expected 1"
+        )
+    root_subject = roots[0]
     if batch_path.batch_size != attestation.predicate.batch.size:
-        raise VerificationError(
+        raise BatchPathError(
             f"entry {attestation.entry.index}: batch path size {batch_path.batch_size} differs "
             f"from the signed batch size {attestation.predicate.batch.size}"
         )
     try:
         verify_batch_path(digest, batch_path, root_subject.digest)
     except VerificationError as exc:
-        raise VerificationError(
+        raise BatchPathError(
             f"entry {attestation.entry.index}: batch path for {digest.hex()} does not verify: {exc}"
         ) from exc
 
@@ -288,14 +363,23 @@ def check_provenance(
     entries: Mapping[int, VerifiedEntry],
     registry: KeyRegistry,
     checkpoint: VerifiedCheckpoint,
+    verified: dict[int, VerifiedAttestation] | None = None,
 ) -> SampleProvenance:
-    """Verify one digest's answer against already-verified entries and key state."""
+    """Verify one digest's answer against already-verified entries and key state.
+
+    ``verified`` caches attestation entries already checked against this same
+    ``registry`` (one batch envelope covers many samples: verify its signature once).
+    """
     attestations = []
     for index, path in claim.hits:
         entry = entries.get(index)
         if entry is None:
             raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
-        attestation = check_attestation_entry(entry, registry)
+        attestation = verified.get(index) if verified is not None else None
+        if attestation is None:
+            attestation = check_attestation_entry(entry, registry)
+            if verified is not None:
+                verified[index] = attestation
         check_names_digest(attestation, claim.digest, path)
         attestations.append(attestation)
     targets = {a.entry.index: a.entry for a in attestations}

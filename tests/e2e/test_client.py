@@ -1,0 +1,591 @@
+"""The verifying client against a real server subprocess, honest and malicious.
+
+A malicious server is either a real server whose database was written under it
+by someone holding the log key, or a small in-process gRPC server that proxies
+the real one and alters its answers. In every case the client must refuse with
+a specific error, and never move its trusted checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from anchorlog.client.ledger import LedgerClient, LedgerRpcError
+from anchorlog.client.receipts import Bundle, dumps, load_document, save_receipt, verify_document
+from anchorlog.client.state import pinned_vkey
+from anchorlog.client.vendor import (
+    ClaimDetails,
+    VendorKeyPair,
+    attest_batch,
+    attest_samples,
+    hash_text,
+    revoke_entries,
+)
+from anchorlog.client.verify import (
+    BatchPathError,
+    CheckpointError,
+    InclusionProofError,
+    SignatureError,
+)
+from anchorlog.ledger.digests import Canonicalization
+from anchorlog.ledger.dsse import Envelope
+from anchorlog.ledger.errors import InconsistentLogError, VerificationError
+from anchorlog.ledger.note import NoteSigner, NoteVerifier
+from anchorlog.ledger.predicates import Claim
+from anchorlog.ledger.status import Status
+from anchorlog.v1 import anchorlog_pb2 as pb
+from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+
+from tests.conftest import ServerProcess, start_server
+
+VALIDATED = ClaimDetails(
+    claim=Claim.HUMAN_VALIDATED, canonicalization=Canonicalization.UTF8_NFC_V1,
+    actor_id="reviewer-7", method="two-pass review",
+)
+CREATED = ClaimDetails(
+    claim=Claim.HUMAN_CREATED, canonicalization=Canonicalization.UTF8_NFC_V1,
+    actor_id="author-3", method="written by staff",
+)
+
+
+@dataclass
+class World:
+    server: ServerProcess
+    key: VendorKeyPair
+    vendor_token: str
+    reader_token: str
+    tmp: Path
+    vendor_id: str
+
+    def client(self, token: str, state: str, **kwargs: Any) -> LedgerClient:
+        return LedgerClient(
+            self.server.address, token=token, log_key=self.server.log_key,
+            state_path=self.tmp / f"{state}.json", **kwargs,
+        )
+
+
+def _world(server: ServerProcess, tmp: Path, vendor_id: str = "acme") -> World:
+    with LedgerClient(server.address, token=server.admin_token, log_key=server.log_key,
+                      state_path=tmp / "admin.json") as admin:
+        admin.create_vendor(vendor_id, "Acme Validation")
+        key = VendorKeyPair.generate()
+        admin.register_key(vendor_id, key.public_key)
+        vendor_token = admin.issue_token(vendor_id, "vendor")
+        reader_token = admin.issue_token("builder-1", "reader")
+    return World(server, key, vendor_token, reader_token, tmp, vendor_id)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the tests that do not stop or rewrite it; each test has its own vendor."""
+    proc = start_server(tmp_path_factory.mktemp("shared") / "data", "--auth-failures-per-minute", "10000")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def world(shared_server: ServerProcess, tmp_path: Path) -> World:
+    return _world(shared_server, tmp_path, f"v-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def own_world(server: ServerProcess, tmp_path: Path) -> World:
+    """A server of its own, for tests that stop it or write its database."""
+    return _world(server, tmp_path)
+
+
+# ---------------------------------------------------------------- honest server
+
+
+def test_vendor_attests_reader_verifies_and_receipts_verify_offline_after_stop(
+    own_world: World, tmp_path: Path
+) -> None:
+    world = own_world
+    texts = [f"sample {i}" for i in range(40)]
+    digests = [hash_text(t) for t in texts]
+    with world.client(world.vendor_token, "vendor") as vendor:
+        direct = vendor.submit([attest_samples(world.key, digests[:5], VALIDATED)])
+        streamed = list(vendor.submit_stream([
+            attest_batch(world.key, digests[5:], VALIDATED),
+            attest_samples(world.key, digests[:1], CREATED),
+        ]))
+        outcomes = direct + streamed
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        receipts = [o.receipt for o in outcomes if o.receipt is not None]
+        paths = [save_receipt(r, tmp_path / "receipts") for r in receipts]
+        # A vendor withdraws the human-created claim of sample 0.
+        created_index = receipts[2].index
+        target = vendor.entry(created_index)
+        (revocation,) = vendor.submit([revoke_entries(world.key, [(created_index, target.leaf_hash)], "typo")])
+        assert revocation.ok, revocation.error
+
+    bundles: list[Bundle] = []
+    with world.client(world.reader_token, "reader") as reader:
+        only = reader.provenance(digests[3])
+        assert only.status is Status.HUMAN_VALIDATED
+        assert [a.vendor_id for a in only.attestations] == ["acme"]
+        assert only.attestations[0].key_id == world.key.key_id
+        asked = [digests[0], digests[7], hash_text("never attested"), digests[39]]
+        results = list(reader.provenance_many(asked, chunk=2, bundle=bundles))
+        assert [r.digest for r in results] == asked
+        statuses = [r.status for r in results]
+        # Sample 0: validated, and a human-created claim that was revoked.
+        assert statuses == [Status.HUMAN_VALIDATED, Status.HUMAN_VALIDATED, Status.UNKNOWN,
+                            Status.HUMAN_VALIDATED]
+        assert results[0].revoked_entries == frozenset({created_index})
+        trusted = reader.trusted_checkpoint
+        assert trusted is not None and trusted.size >= revocation.receipt.index + 1
+    bundle_path = tmp_path / "bundle.json"
+    bundle_path.write_text(dumps(bundles[0].to_json()))
+
+    assert world.server.stop() == 0
+    verifier = NoteVerifier.from_vkey(world.server.log_key)
+    for path, receipt in zip(paths, receipts, strict=True):
+        report = verify_document(load_document(path), verifier)
+        assert report["valid"] and report["index"] == receipt.index and report["submitter"] == "acme"
+    report = verify_document(load_document(bundle_path), verifier)
+    assert report["samples"] == 4
+    assert report["statuses"] == {"human-validated": 3, "unknown": 1}
+    # The same documents against another log's key prove nothing.
+    other = NoteSigner.generate("anchorlog.local/log").verifier()
+    with pytest.raises(CheckpointError):
+        verify_document(load_document(paths[0]), other)
+    with pytest.raises(CheckpointError):
+        verify_document(load_document(bundle_path), other)
+
+
+def test_entry_signed_by_a_revoked_key_is_refused(own_world: World, tmp_path: Path) -> None:
+    world = own_world
+    early = hash_text("attested before the key was revoked")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        (first,) = vendor.submit([attest_samples(world.key, [early], VALIDATED)])
+        assert first.ok
+    with world.client(world.server.admin_token, "admin") as admin:
+        admin.revoke_key("acme", world.key.key_id, reason="retired")
+    # The honest server refuses new envelopes signed by the revoked key ...
+    late = hash_text("signed after the revocation")
+    forged = attest_samples(world.key, [late], VALIDATED)
+    with world.client(world.vendor_token, "vendor") as vendor:
+        (refused,) = vendor.submit([forged])
+    assert refused.error is not None and refused.error.code == "PERMISSION_DENIED"
+    assert "was revoked" in refused.error.message
+    # ... so the operator, holding the log key, writes it into the database directly.
+    world.server.stop()
+    _append_behind_the_servers_back(world.server.data_dir, "acme", forged.envelope, [late])
+    restarted = start_server(world.server.data_dir, "--auth-failures-per-minute", "10000")
+    try:
+        world.server = restarted
+        with world.client(world.reader_token, "reader") as reader:
+            # Not revoked as compromised: what the key signed before still counts.
+            assert reader.provenance(early).status is Status.HUMAN_VALIDATED
+            with pytest.raises(SignatureError, match="not signed by any key of vendor 'acme' valid"):
+                reader.provenance(late)
+            with pytest.raises(SignatureError):
+                list(reader.provenance_many([early, late]))
+    finally:
+        restarted.stop()
+
+
+def _append_behind_the_servers_back(data_dir: Path, vendor: str, envelope: bytes, digests: list[bytes]) -> None:
+    """Append an entry with the real store code, bypassing every check the service makes."""
+    from anchorlog.ledger.checkpoint import sign_checkpoint
+    from anchorlog.ledger.entry import EntryKind
+    from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
+    from anchorlog.server.app import DB_FILE, KEY_FILE, load_signer
+
+    signer = load_signer(data_dir / KEY_FILE)
+    store = LogStore(data_dir / DB_FILE, origin=signer.name)
+    try:
+        pending = PendingEntry(
+            kind=EntryKind.ATTESTATION, submitter=vendor, envelope=envelope,
+            dedup_key=dedup_key(vendor, Envelope.parse(envelope).pae()), subject_digests=tuple(digests),
+        )
+        store.append([pending], now_ms=int(time.time() * 1000), sign=lambda cp: sign_checkpoint(cp, signer))
+    finally:
+        store.close()
+
+
+def test_compromised_key_taints_everything_it_signed(world: World) -> None:
+    digest = hash_text("signed by a key that leaked")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert vendor.submit([attest_samples(world.key, [digest], CREATED)])[0].ok
+    with world.client(world.reader_token, "reader") as reader:
+        assert reader.provenance(digest).status is Status.HUMAN_CREATED
+        with world.client(world.server.admin_token, "admin") as admin:
+            admin.revoke_key(world.vendor_id, world.key.key_id, compromised=True, reason="leaked")
+        result = reader.provenance(digest)
+        assert result.status is Status.REVOKED
+        assert result.attestations[0].key_compromised
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_tls_with_pinned_roots(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls = start_server(tmp_path / "tls-data", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        with LedgerClient(tls.address, token=tls.admin_token, log_key=tls.log_key,
+                          state_path=tmp_path / "s.json", root_certificates=cert.read_bytes()) as client:
+            assert client.whoami() == ("admin", "admin")
+            assert client.checkpoint().size == 0
+        # Plaintext to a TLS port is refused by the transport, reported as a service error.
+        with (
+            LedgerClient(tls.address, token=tls.admin_token, log_key=tls.log_key,
+                         state_path=tmp_path / "p.json", timeout=5) as plain,
+            pytest.raises(LedgerRpcError) as refused,
+        ):
+            plain.whoami()
+        assert refused.value.code in {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+    finally:
+        tls.stop()
+
+
+# ---------------------------------------------------------------- a rewritten log
+
+
+def test_checkpoint_inconsistent_with_the_trusted_one_is_refused_loudly(
+    own_world: World, tmp_path: Path
+) -> None:
+    world = own_world
+    sample = hash_text("in the original log")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert vendor.submit([attest_samples(world.key, [sample], VALIDATED)])[0].ok
+    state = tmp_path / "reader.json"
+    with world.client(world.reader_token, "reader") as reader:
+        trusted = reader.checkpoint()
+        assert reader.provenance(sample).status is Status.HUMAN_VALIDATED
+    saved = state.read_bytes()
+    world.server.stop()
+
+    # The operator rebuilds a different log in a fresh data dir with the same log key.
+    rewritten_dir = tmp_path / "rewritten"
+    rewritten_dir.mkdir(mode=0o700)
+    shutil.copy2(world.server.data_dir / "log.key", rewritten_dir / "log.key")
+    rewritten = start_server(rewritten_dir, "--auth-failures-per-minute", "10000")
+    try:
+        assert rewritten.log_key == world.server.log_key
+        token = rewritten.admin_token
+
+        def reader() -> LedgerClient:
+            return LedgerClient(rewritten.address, token=token, log_key=rewritten.log_key, state_path=state)
+
+        # 1. Smaller than what the client trusts: a rollback.
+        with reader() as client, pytest.raises(InconsistentLogError, match="rolled back or forked"):
+            client.checkpoint()
+        with reader() as client, pytest.raises(InconsistentLogError):
+            client.provenance(sample)
+        # 2. The same size with another root.
+        with LedgerClient(rewritten.address, token=token, log_key=rewritten.log_key,
+                          state_path=tmp_path / "operator.json") as operator:
+            for n in range(trusted.size):
+                operator.create_vendor(f"other-{n}")
+                if operator.checkpoint().size == trusted.size:
+                    break
+            assert operator.checkpoint().size == trusted.size
+            with reader() as client, pytest.raises(InconsistentLogError, match="differs from the trusted root"):
+                client.checkpoint()
+            # 3. Larger, but not an extension of the trusted tree.
+            operator.create_vendor("one-more")
+            operator.create_vendor("and-another")
+        for call in (lambda c: c.checkpoint(), lambda c: c.provenance(sample),
+                     lambda c: list(c.provenance_many([sample])), lambda c: c.entry(0)):
+            with reader() as client, pytest.raises(InconsistentLogError, match="forked or rewritten"):
+                call(client)
+        # The trusted checkpoint never moved.
+        assert state.read_bytes() == saved
+        # The command line says so loudly, with its own exit code.
+        run = subprocess.run(
+            [sys.executable, "-m", "anchorlog.client.cli", "checkpoint", "--server", rewritten.address,
+             "--token", token, "--log-key", rewritten.log_key, "--state", str(state)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert run.returncode == 4, run.stderr
+        assert "INCONSISTENT WITH A CHECKPOINT THIS CLIENT TRUSTED" in run.stderr
+    finally:
+        rewritten.stop()
+
+
+# ---------------------------------------------------------------- a tampering proxy
+
+Tamper = Callable[[Any], Any]
+
+
+class _TamperingProxy(pb_grpc.LedgerServicer):
+    """Forwards every unary call to the real server and lets a test alter the answers."""
+
+    def __init__(self, upstream: str, tamper: dict[str, Tamper]) -> None:
+        self._channel = grpc.insecure_channel(upstream)
+        self._stub = pb_grpc.LedgerStub(self._channel)
+        self.tamper = tamper
+
+    def _forward(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
+        try:
+            response = getattr(self._stub, method)(request, metadata=metadata, timeout=30)
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details() or "")
+        change = self.tamper.get(method)
+        if change is None:
+            return response
+        altered = type(response)()
+        altered.CopyFrom(response)
+        return change(altered)
+
+    def GetCheckpoint(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("GetCheckpoint", request, context)
+
+    def GetConsistencyProof(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("GetConsistencyProof", request, context)
+
+    def GetProvenance(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("GetProvenance", request, context)
+
+    def GetInclusionProof(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("GetInclusionProof", request, context)
+
+    def Submit(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("Submit", request, context)
+
+
+@pytest.fixture
+def proxy(world: World) -> Iterator[tuple[str, _TamperingProxy]]:
+    servicer = _TamperingProxy(world.server.address, {})
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_LedgerServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        server.stop(0).wait()
+        servicer._channel.close()
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+def _forge_signature(response: Any) -> Any:
+    note = response.checkpoint.note
+    # Flip one bit inside the base64 of the signature line.
+    at = note.rindex(b" ") + 10
+    response.checkpoint.note = note[:at] + (b"A" if note[at : at + 1] != b"A" else b"B") + note[at + 1 :]
+    return response
+
+
+def _resign_with_another_key(response: Any) -> Any:
+    from anchorlog.ledger.checkpoint import Checkpoint, sign_checkpoint
+
+    forger = NoteSigner.generate("anchorlog.local/log")
+    response.checkpoint.note = sign_checkpoint(
+        Checkpoint(origin="anchorlog.local/log", size=response.checkpoint.size + 5,
+                   root_hash=bytes(32)), forger,
+    )
+    return response
+
+
+def _attested(world: World) -> tuple[bytes, bytes]:
+    direct, batched = hash_text(f"direct {world.vendor_id}"), hash_text(f"batched {world.vendor_id}")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        outcomes = vendor.submit([
+            attest_samples(world.key, [direct], VALIDATED),
+            attest_batch(world.key, [batched, hash_text(f"b2 {world.vendor_id}"),
+                                     hash_text(f"b3 {world.vendor_id}")], VALIDATED),
+        ])
+        assert all(o.ok for o in outcomes)
+    return direct, batched
+
+
+@pytest.mark.parametrize("forge", [_forge_signature, _resign_with_another_key],
+                         ids=["bit-flipped-signature", "signed-by-another-key"])
+def test_forged_checkpoint_signature_is_refused(world: World, proxy: tuple[str, _TamperingProxy],
+                                                forge: Tamper, tmp_path: Path) -> None:
+    address, servicer = proxy
+    direct, _ = _attested(world)
+    servicer.tamper["GetCheckpoint"] = forge
+    servicer.tamper["GetProvenance"] = forge
+    state = tmp_path / "reader.json"
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key, state_path=state) as c:
+        with pytest.raises(CheckpointError, match="not signed by the pinned log key"):
+            c.checkpoint()
+        with pytest.raises(CheckpointError):
+            c.provenance(direct)
+    assert not state.exists()
+
+
+def _tamper_attestation_entry(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+    hit = response.digests[0].hits[0].entry_index
+    for proved in response.entries:
+        if proved.entry.index == hit:
+            # One bit inside the envelope JSON (the tail of the entry bytes).
+            proved.entry.data = _flip(proved.entry.data, len(proved.entry.data) - 30)
+    return response
+
+
+def _wrong_inclusion_proof(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+    hit = response.digests[0].hits[0].entry_index
+    for proved in response.entries:
+        if proved.entry.index == hit:
+            proved.inclusion.hashes[0] = _flip(proved.inclusion.hashes[0], 0)
+    return response
+
+
+def _proof_for_another_size(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+    response.entries[0].inclusion.tree_size -= 1
+    return response
+
+
+def _wrong_batch_path(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+    path = response.digests[0].hits[0].batch_path
+    path.hashes[0] = _flip(path.hashes[0], 5)
+    return response
+
+
+def _batch_path_dropped(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+    response.digests[0].hits[0].ClearField("batch_path")
+    return response
+
+
+@pytest.mark.parametrize(
+    ("tamper", "batched", "error", "message"),
+    [
+        (_tamper_attestation_entry, False, InclusionProofError, "not included in the checkpoint"),
+        (_wrong_inclusion_proof, False, InclusionProofError, "not included in the checkpoint"),
+        (_proof_for_another_size, False, InclusionProofError, "proof is for tree size"),
+        (_wrong_batch_path, True, BatchPathError, "batch path for .* does not verify"),
+        (_batch_path_dropped, True, BatchPathError, "no batch path was sent"),
+    ],
+    ids=["tampered-entry", "wrong-inclusion-proof", "proof-for-another-size", "wrong-batch-path",
+         "batch-path-dropped"],
+)
+def test_tampered_provenance_answers_are_refused(
+    world: World, proxy: tuple[str, _TamperingProxy], tamper: Tamper, batched: bool,
+    error: type[VerificationError], message: str, tmp_path: Path,
+) -> None:
+    address, servicer = proxy
+    direct, batch_member = _attested(world)
+    digest = batch_member if batched else direct
+    state = tmp_path / "reader.json"
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key, state_path=state) as c:
+        assert c.provenance(digest).status is Status.HUMAN_VALIDATED  # untampered first
+        servicer.tamper["GetProvenance"] = tamper
+        with pytest.raises(error, match=message):
+            c.provenance(digest)
+
+
+def test_tampered_entry_and_receipt_are_refused(world: World, proxy: tuple[str, _TamperingProxy],
+                                                tmp_path: Path) -> None:
+    address, servicer = proxy
+
+    def tamper_entry(response: pb.GetInclusionProofResponse) -> pb.GetInclusionProofResponse:
+        response.entry.entry.data = _flip(response.entry.entry.data, 50)
+        return response
+
+    def tamper_receipts(response: pb.SubmitResponse) -> pb.SubmitResponse:
+        for result in response.results:
+            result.receipt.entry.inclusion.hashes[0] = _flip(result.receipt.entry.inclusion.hashes[0], 1)
+        return response
+
+    servicer.tamper["GetInclusionProof"] = tamper_entry
+    servicer.tamper["Submit"] = tamper_receipts
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "v.json") as client:
+        with pytest.raises(InclusionProofError):
+            client.entry(1)
+        with pytest.raises(InclusionProofError):
+            client.submit([attest_samples(world.key, [hash_text("x")], VALIDATED)])
+
+
+def test_status_hint_of_the_server_is_ignored(world: World, proxy: tuple[str, _TamperingProxy],
+                                              tmp_path: Path) -> None:
+    address, servicer = proxy
+
+    def claim_human(response: pb.ProvenanceResponse) -> pb.ProvenanceResponse:
+        response.digests[0].status_hint = "human-created"
+        return response
+
+    servicer.tamper["GetProvenance"] = claim_human
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "r.json") as client:
+        result = client.provenance(hash_text("nobody attested this"))
+    assert result.status is Status.UNKNOWN
+    assert result.server_status_hint == "human-created"
+
+
+def test_trust_on_first_use_only_when_asked_and_then_pinned(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    address, servicer = proxy
+    with pytest.raises(ValueError, match="verifier key is required"):
+        LedgerClient(address, token=world.reader_token, state_path=tmp_path / "x.json")
+    state = tmp_path / "tofu.json"
+    with LedgerClient(address, token=world.reader_token, state_path=state, trust_on_first_use=True) as client:
+        assert client.verifier.vkey() == world.server.log_key
+        assert client.trusted_checkpoint is not None
+    assert pinned_vkey(state) == world.server.log_key
+    # The server now signs with another key (and says so): the pin from the state file wins.
+    servicer.tamper["GetCheckpoint"] = _resign_with_another_key
+    with (
+        LedgerClient(address, token=world.reader_token, state_path=state, trust_on_first_use=True) as client,
+        pytest.raises(CheckpointError, match="not signed by the pinned log key"),
+    ):
+        client.checkpoint()
+    assert pinned_vkey(state) == world.server.log_key
+
+
+def test_service_errors_are_typed(world: World, tmp_path: Path) -> None:
+    with world.client(world.reader_token, "reader") as reader, pytest.raises(LedgerRpcError) as refused:
+        reader.create_vendor("sneaky")
+    assert refused.value.code == "PERMISSION_DENIED"
+    with (
+        LedgerClient(world.server.address, token="not-a-token", log_key=world.server.log_key,
+                     state_path=tmp_path / "x.json") as anonymous,
+        pytest.raises(LedgerRpcError) as unauthenticated,
+    ):
+        anonymous.checkpoint()
+    assert unauthenticated.value.code == "UNAUTHENTICATED"
+    with world.client(world.vendor_token, "vendor") as vendor:
+        bad = vendor.submit([attest_samples(VendorKeyPair.generate(), [hash_text("y")], VALIDATED)])
+    assert not bad[0].ok and bad[0].error is not None
+    assert bad[0].error.code == "INVALID_ARGUMENT"
+    assert [f for f, _ in bad[0].error.fields] == ["envelope.signatures"]
