@@ -25,6 +25,7 @@ from anchorlog.ledger.keys import replay_registry
 from anchorlog.ledger.note import NoteSigner, open_note
 from anchorlog.ledger.store import LogStore
 from anchorlog.server.auth import FailureLimiter, Role, TokenStore
+from anchorlog.server.decoding import RejectUndecodable
 from anchorlog.server.sequencer import Sequencer
 from anchorlog.server.service import LedgerService, ServiceLimits
 from anchorlog.v1 import anchorlog_pb2 as pb
@@ -52,6 +53,8 @@ class ServerConfig:
     max_message_bytes: int = 64 << 20
     auth_failures_per_minute: int = 20
     limits: ServiceLimits = field(default_factory=ServiceLimits)
+    # Cap on ledger.db's size; past it submissions fail RESOURCE_EXHAUSTED as on a full disk.
+    max_db_bytes: int | None = None
 
 
 def write_secret_file(path: Path, content: str) -> None:
@@ -108,7 +111,9 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     signer = load_or_create_signer(config.data_dir, config.origin)
-    store = LogStore(config.data_dir / DB_FILE, origin=config.origin)
+    store = LogStore(config.data_dir / DB_FILE, origin=config.origin, max_bytes=config.max_db_bytes)
+    if store.read_only:
+        log.warning("%s is not writable: serving read-only, submissions fail UNAVAILABLE", store.path)
     latest = store.latest_checkpoint()
     if latest is not None:
         # The stored head must carry our own signature over what the tree says.
@@ -138,6 +143,7 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
+        interceptors=[RejectUndecodable()],
     )
     service = LedgerService(
         store=store,
@@ -171,24 +177,29 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     print(f"anchorlog serving on {host}:{port}", file=out)
     print(f"origin: {config.origin}", file=out)
     print(f"verifier key: {signer.verifier().vkey()}", file=out)
-    print(f"log size: {store.size}", file=out)
+    if store.read_only:
+        print("storage: read-only (ledger.db has no write permission)", file=out)
     if admin_token_path.exists():
         print(f"admin token file: {admin_token_path}", file=out)
+    # Last line of the start-up banner: scripts (and the tests) wait for it.
+    print(f"log size: {store.size}", file=out)
     out.flush()
     return RunningServer(server, port, store, sequencer, tokens, health_servicer, signer)
 
 
 def serve_forever(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = start(config)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
         log.info("signal %d: shutting down", signum)
         stop.set()
 
+    # Handlers first: a signal that arrives while starting (right after the
+    # banner) must still mean a graceful stop, not the default kill.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    running = start(config)
     while not stop.wait(0.5):
         pass
     running.stop()
