@@ -1,7 +1,9 @@
 """The ``anchorlog`` command line.
 
 Exit codes: 0 success; 1 a check that ran and failed (policy failed, verification
-failed); 2 usage or input error; 3 the service refused or could not be reached.
+failed); 2 usage or input error; 3 the service refused or could not be reached;
+4 the log presented a checkpoint inconsistent with one this client trusted
+(evidence of a forked or rewritten log: keep the state file, report it).
 Every command takes ``--json`` for machine-readable output on stdout.
 """
 
@@ -16,11 +18,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from anchorlog.ledger.errors import InvalidInput, LedgerError, VerificationError
+from anchorlog.ledger.errors import (
+    InconsistentLogError,
+    InvalidInput,
+    LedgerError,
+    VerificationError,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SERVICE = 3
+EXIT_INCONSISTENT = 4
 
 
 def _emit(as_json: bool, doc: Any, text: str) -> None:
@@ -45,24 +53,25 @@ class Connection:
     ca: Path | None
 
     def client(self):  # type: ignore[no-untyped-def]
-        from anchorlog.client.ledger import LedgerClient, fetch_verifier_key_tofu
+        from anchorlog.client.ledger import LedgerClient
 
         if not self.token:
-            _fail("a token is required: --token, --token-file or ANCHORLOG_TOKEN", EXIT_USAGE)
+            _fail("a token is required: --token, --token-file or ANCHORLOG_TOKEN(_FILE)", EXIT_USAGE)
+        if not self.log_key and not self.tofu:
+            _fail(
+                "the log's verifier key is required (--log-key or ANCHORLOG_LOG_KEY); "
+                "--tofu trusts whatever the server says the first time and pins it",
+                EXIT_USAGE,
+            )
         roots = self.ca.read_bytes() if self.ca else None
-        log_key = self.log_key
-        if not log_key:
-            if not self.tofu:
-                _fail(
-                    "the log's verifier key is required (--log-key or ANCHORLOG_LOG_KEY); "
-                    "--tofu trusts whatever the server says the first time",
-                    EXIT_USAGE,
-                )
-            log_key = fetch_verifier_key_tofu(self.server, token=self.token, root_certificates=roots)
-            click.echo(f"trusting log key on first use: {log_key}", err=True)
-        return LedgerClient(
-            self.server, token=self.token, log_key=log_key, state_path=self.state, root_certificates=roots
+        client = LedgerClient(
+            self.server, token=self.token, log_key=self.log_key or None, state_path=self.state,
+            root_certificates=roots, trust_on_first_use=self.tofu,
         )
+        if self.tofu and not self.log_key:
+            click.echo(f"trust on first use: log key pinned in {client.state_path}: "
+                       f"{client.verifier.vkey()}", err=True)
+        return client
 
 
 def _connection_options(func):  # type: ignore[no-untyped-def]
@@ -107,6 +116,13 @@ class _Group(click.Group):
         except LedgerRpcError as exc:
             details = "".join(f"\n  {f}: {d}" for f, d in exc.fields)
             _fail(f"service refused: {exc}{details}", EXIT_SERVICE)
+        except InconsistentLogError as exc:
+            _fail(
+                f"THE LOG IS INCONSISTENT WITH A CHECKPOINT THIS CLIENT TRUSTED: {exc}\n"
+                "This is evidence of a forked or rewritten log. Keep the state file as evidence "
+                "and do not rely on answers from this server.",
+                EXIT_INCONSISTENT,
+            )
         except VerificationError as exc:
             _fail(f"verification failed: {exc}", EXIT_FAILED)
         except InvalidInput as exc:
@@ -140,7 +156,20 @@ class _Main(_Group):
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="anchorlog")
 def main() -> None:
-    """anchorlog: a verifiable provenance ledger for ML training data."""
+    """anchorlog: a verifiable provenance ledger for ML training data.
+
+    Every answer from the service is verified against the log's pinned verifier
+    key (--log-key / ANCHORLOG_LOG_KEY) before it is shown.
+
+    \b
+    Exit codes:
+      0  success
+      1  a check ran and failed (verification, policy)
+      2  usage or input error
+      3  the service refused the request or could not be reached
+      4  the log is inconsistent with a checkpoint this client trusted
+         (evidence of a forked or rewritten log)
+    """
 
 
 # ---------------------------------------------------------------- keys
@@ -148,7 +177,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keygen(path: Path, as_json: bool) -> None:
     """Create a vendor Ed25519 signing key at PATH (mode 0600) and print its public key."""
     import base64
@@ -166,7 +195,7 @@ def keygen(path: Path, as_json: bool) -> None:
 
 @main.command("public-key")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def public_key(path: Path, as_json: bool) -> None:
     """Print the base64 public key of the vendor key file PATH (for admin register-key)."""
     import base64
@@ -189,7 +218,7 @@ def admin() -> None:
 @admin.command("add-vendor")
 @click.argument("vendor_id")
 @click.option("--name", default="", help="Display name.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def add_vendor(vendor_id: str, name: str, as_json: bool, **kwargs: Any) -> None:
     """Create vendor VENDOR_ID (a logged key event)."""
@@ -213,7 +242,7 @@ def _read_public_key(value: str) -> bytes:
 @click.argument("vendor_id")
 @click.argument("public_key")
 @click.option("--not-after", type=click.DateTime(), default=None, help="Expiry (UTC).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def register_key(vendor_id: str, public_key: str, not_after: datetime | None, as_json: bool, **kwargs: Any) -> None:
     """Register PUBLIC_KEY (base64, as keygen prints it) for VENDOR_ID."""
@@ -228,7 +257,7 @@ def register_key(vendor_id: str, public_key: str, not_after: datetime | None, as
 @click.argument("vendor_id")
 @click.argument("old_key_id")
 @click.argument("new_public_key")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def rotate_key(vendor_id: str, old_key_id: str, new_public_key: str, as_json: bool, **kwargs: Any) -> None:
     """Replace OLD_KEY_ID by NEW_PUBLIC_KEY in one logged event."""
@@ -243,7 +272,7 @@ def rotate_key(vendor_id: str, old_key_id: str, new_public_key: str, as_json: bo
 @click.argument("key_id")
 @click.option("--compromised", is_flag=True, help="Taint everything the key ever signed.")
 @click.option("--reason", default="")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def revoke_key(vendor_id: str, key_id: str, compromised: bool, reason: str, as_json: bool, **kwargs: Any) -> None:
     """Revoke KEY_ID of VENDOR_ID."""
@@ -259,7 +288,7 @@ def revoke_key(vendor_id: str, key_id: str, compromised: bool, reason: str, as_j
 @click.option("--role", type=click.Choice(["admin", "vendor", "reader", "auditor"]), required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the token to this file (mode 0600) instead of stdout.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def issue_token(principal: str, role: str, out: Path | None, as_json: bool, **kwargs: Any) -> None:
     """Issue a token for PRINCIPAL (a vendor ID for vendor tokens). Shown once."""
@@ -278,7 +307,7 @@ def issue_token(principal: str, role: str, out: Path | None, as_json: bool, **kw
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def whoami(as_json: bool, **kwargs: Any) -> None:
     """Show the principal and role of the token."""
@@ -290,28 +319,52 @@ def whoami(as_json: bool, **kwargs: Any) -> None:
 # ---------------------------------------------------------------- vendors
 
 
-def _iter_inputs(paths: tuple[Path, ...], jsonl: Path | None, field: str) -> Iterator[tuple[str, bytes]]:
-    """(name, digest) per sample: files and directories hashed as raw bytes,
-    JSONL rows by their ``field`` (text → utf8-nfc-v1, sha256 → as given)."""
-    from anchorlog.ledger.digests import digest_file, digest_text, parse_hex_digest
+def _iter_inputs(
+    paths: tuple[Path, ...], jsonl: Path | None, field: str
+) -> Iterator[tuple[str, bytes]]:
+    """(name, digest) per sample: files and directories hashed as raw bytes; JSONL rows by
+    ``field`` (``text`` → utf8-nfc-v1 of row["text"], ``json`` → rfc8785-jcs-v1 of the whole
+    row, ``sha256`` → the hex digest row["sha256"] as given)."""
+    from anchorlog.ledger.digests import digest_file, digest_json, digest_text, parse_hex_digest
 
     for path in paths:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             yield str(file), digest_file(file)
-    if jsonl is not None:
-        with jsonl.open() as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
+    if jsonl is None:
+        return
+    with jsonl.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{jsonl.name}:{number}"
+            try:
                 row = json.loads(line)
-                if field == "sha256":
-                    yield f"{jsonl.name}:{number}", parse_hex_digest(row.get("sha256"), f"line {number}.sha256")
-                else:
-                    value = row.get(field)
-                    if not isinstance(value, str):
-                        raise InvalidInput(f"line {number}.{field}", "must be a string")
-                    yield f"{jsonl.name}:{number}", digest_text(value)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(where, f"not JSON: {exc}") from None
+            if field == "json":
+                yield where, digest_json(row)
+                continue
+            if not isinstance(row, dict):
+                raise InvalidInput(where, f"expected a JSON object with a {field!r} field")
+            if field == "sha256":
+                yield where, parse_hex_digest(row.get("sha256"), f"{where}.sha256")
+                continue
+            value = row.get(field)
+            if not isinstance(value, str):
+                raise InvalidInput(f"{where}.{field}", "must be a string")
+            yield where, digest_text(value)
+
+
+def _progress(total: int | None, desc: str, unit: str, show: bool | None, as_json: bool):  # type: ignore[no-untyped-def]
+    """A tqdm bar with a rate on stderr; shown on a terminal unless --no-progress (or forced)."""
+    from tqdm import tqdm
+
+    enabled = show if show is not None else (not as_json and sys.stderr.isatty())
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled, file=sys.stderr)
+
+
+_RULES = {"text": "utf8-nfc-v1", "json": "rfc8785-jcs-v1"}
 
 
 @main.command()
@@ -319,9 +372,13 @@ def _iter_inputs(paths: tuple[Path, ...], jsonl: Path | None, field: str) -> Ite
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               envvar="ANCHORLOG_VENDOR_KEY", help="Vendor private key file (from keygen).")
 @click.option("--jsonl", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="JSONL of samples (see --field).")
-@click.option("--field", default="text", show_default=True, type=click.Choice(["text", "sha256"]),
-              help="JSONL field: text (hashed utf8-nfc-v1) or sha256 (hex digest as given).")
+              help="JSONL of samples (see --field) instead of files.")
+@click.option("--field", default="text", show_default=True, type=click.Choice(["text", "json", "sha256"]),
+              help="JSONL rows: text (row['text'] hashed utf8-nfc-v1), json (the whole row hashed "
+                   "rfc8785-jcs-v1) or sha256 (row['sha256'], a hex digest taken as given).")
+@click.option("--canonicalization", type=click.Choice(["raw-bytes", "utf8-nfc-v1", "rfc8785-jcs-v1"]),
+              default=None, help="With --field sha256: the rule the given digests were computed with "
+                                 "(required there; implied otherwise).")
 @click.option("--claim", required=True,
               type=click.Choice(["human-created", "human-validated", "human-edited", "synthetic"]))
 @click.option("--actor", "actor_id", required=True, help="Pseudonymous reviewer/author ID (vendor-scoped).")
@@ -330,78 +387,142 @@ def _iter_inputs(paths: tuple[Path, ...], jsonl: Path | None, field: str) -> Ite
 @click.option("--source-type", default=None, help="IPTC digital source type URI (default from the claim).")
 @click.option("--evidence", default=None, help="Reference to evidence (URI).")
 @click.option("--generator-model", default=None, help="For synthetic samples: the generating model.")
-@click.option("--batch/--direct", default=None,
-              help="Commit to a batch root (default when more than 1000 samples) or list subjects.")
+@click.option("--parent", "parents", multiple=True,
+              help="For synthetic samples: hex digest of a parent sample (lineage); repeatable.")
+@click.option("--batch-root/--direct", "batch", default=None,
+              help="One signature over an RFC 6962 batch root of all samples (default above 1000 "
+                   "samples), or samples listed as statement subjects.")
 @click.option("--per-envelope", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="Samples per envelope in --direct mode.")
 @click.option("--receipts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory to write one receipt JSON per envelope.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
-def attest(paths: tuple[Path, ...], key_path: Path, jsonl: Path | None, field: str, claim: str, actor_id: str,
-           method: str, performed_at: datetime | None, source_type: str | None, evidence: str | None,
-           generator_model: str | None, batch: bool | None, per_envelope: int, receipts: Path | None,
-           as_json: bool, **kwargs: Any) -> None:
-    """Hash samples (files, directories, JSONL), sign attestations and submit them."""
-    from anchorlog.client.receipts import dumps
-    from anchorlog.client.vendor import ClaimDetails, VendorKeyPair, attest_batch, attest_samples
-    from anchorlog.ledger.digests import Canonicalization
-    from anchorlog.ledger.predicates import Claim
-    from tqdm import tqdm
+def attest(paths: tuple[Path, ...], key_path: Path, jsonl: Path | None, field: str,
+           canonicalization: str | None, claim: str, actor_id: str, method: str,
+           performed_at: datetime | None, source_type: str | None, evidence: str | None,
+           generator_model: str | None, parents: tuple[str, ...], batch: bool | None,
+           per_envelope: int, receipts: Path | None, progress: bool | None, as_json: bool,
+           **kwargs: Any) -> None:
+    """Hash samples (files, directories or JSONL), sign attestations and submit them.
 
-    if not paths and jsonl is None:
-        _fail("give files, directories or --jsonl", EXIT_USAGE)
+    Files are hashed as raw bytes. Samples go in direct envelopes of up to
+    --per-envelope subjects, or under one batch root (--batch-root). Exits 3 if
+    the service rejected any envelope (the others are still logged).
+    """
+    from anchorlog.client.receipts import save_receipt
+    from anchorlog.client.vendor import ClaimDetails, VendorKeyPair, attest_batch, attest_samples
+    from anchorlog.ledger.digests import Canonicalization, parse_hex_digest
+    from anchorlog.ledger.predicates import Claim
+
+    if bool(paths) == (jsonl is not None):
+        _fail("give either files/directories or --jsonl (one canonicalization per attestation)", EXIT_USAGE)
+    if paths or field != "sha256":
+        implied = "raw-bytes" if paths else _RULES[field]
+        if canonicalization not in (None, implied):
+            _fail(f"these samples are hashed {implied}; --canonicalization {canonicalization} "
+                  "does not apply", EXIT_USAGE)
+        canonicalization = implied
+    elif canonicalization is None:
+        _fail("--field sha256 needs --canonicalization: the rule the digests were computed with",
+              EXIT_USAGE)
     key = VendorKeyPair.load(key_path)
-    rule = Canonicalization.RAW_BYTES if paths else (
-        Canonicalization.UTF8_NFC_V1 if field == "text" else Canonicalization.RAW_BYTES
-    )
     details = ClaimDetails(
-        claim=Claim(claim), canonicalization=rule, actor_id=actor_id, method=method,
-        performed_at=performed_at.replace(tzinfo=UTC) if performed_at else None,
+        claim=Claim(claim), canonicalization=Canonicalization(canonicalization), actor_id=actor_id,
+        method=method, performed_at=performed_at.replace(tzinfo=UTC) if performed_at else None,
         source_type=source_type, evidence=evidence, generator_model=generator_model,
+        parent_digests=tuple(parse_hex_digest(p, "--parent") for p in parents),
     )
-    samples = list(tqdm(_iter_inputs(paths, jsonl, field), desc="hashing", unit="sample",
-                        disable=as_json or not sys.stderr.isatty()))
+    details.predicate()  # refuse a bad claim/source type before hashing anything
+    samples: list[tuple[str, bytes]] = []
+    with _progress(None, "hashing", "sample", progress, as_json) as bar:
+        for sample in _iter_inputs(paths, jsonl, field):
+            samples.append(sample)
+            bar.update(1)
     if not samples:
         _fail("no samples found", EXIT_USAGE)
-    use_batch = batch if batch is not None else len(samples) > 1000
+    unique: dict[bytes, str] = {}
+    for name, digest in samples:
+        unique.setdefault(digest, name)
+    use_batch = batch if batch is not None else len(unique) > 1000
     if use_batch:
-        submissions = [attest_batch(key, [d for _, d in samples], details)]
+        submissions = [attest_batch(key, list(unique), details)]
     else:
-        unique: dict[bytes, str] = {}
-        for name, digest in samples:
-            unique.setdefault(digest, name)
         items = list(unique.items())
         submissions = [
             attest_samples(key, [d for d, _ in chunk], details, names=[n for _, n in chunk])
             for chunk in (items[i : i + per_envelope] for i in range(0, len(items), per_envelope))
         ]
     results = []
-    with _conn(kwargs).client() as client:
-        bar = tqdm(total=len(submissions), desc="submitting", unit="envelope",
-                   disable=as_json or not sys.stderr.isatty())
+    with (
+        _conn(kwargs).client() as client,
+        _progress(len(submissions), "submitting", "envelope", progress, as_json) as bar,
+    ):
         for outcome in client.submit_stream(submissions):
             bar.update(1)
             results.append(outcome)
-        bar.close()
+    written = []
     if receipts is not None:
-        receipts.mkdir(parents=True, exist_ok=True)
-        for outcome in results:
-            if outcome.receipt is not None:
-                (receipts / f"receipt-{outcome.receipt.index}.json").write_text(dumps(outcome.receipt.to_json()))
+        written = [str(save_receipt(o.receipt, receipts)) for o in results if o.receipt is not None]
     failed = [o for o in results if not o.ok]
     doc = {
         "samples": len(samples),
+        "distinct_samples": len(unique),
         "envelopes": len(submissions),
-        "mode": "batch" if use_batch else "direct",
+        "mode": "batch-root" if use_batch else "direct",
+        "canonicalization": canonicalization,
         "accepted": [{"index": o.receipt.index, "duplicate": o.receipt.duplicate} for o in results if o.receipt],
         "rejected": [{"position": o.position, "error": str(o.error)} for o in failed],
+        "receipts": written,
     }
-    _emit(as_json, doc, f"attested {len(samples)} samples in {len(submissions)} envelope(s); "
-          f"{len(results) - len(failed)} accepted, {len(failed)} rejected"
-          + "".join(f"\n  item {o.position}: {o.error}" for o in failed))
+    _emit(as_json, doc, f"attested {len(unique)} samples in {len(submissions)} envelope(s) "
+          f"({doc['mode']}); {len(results) - len(failed)} accepted, {len(failed)} rejected"
+          + "".join(f"\n  log index {a['index']}" + (" (already logged)" if a["duplicate"] else "")
+                    for a in doc["accepted"])
+          + "".join(f"\n  item {o.position}: {o.error}" for o in failed)
+          + (f"\nreceipts in {receipts}" if written else ""))
     if failed:
         sys.exit(EXIT_SERVICE)
+
+
+@main.command()
+@click.argument("indices", nargs=-1, required=True, type=click.IntRange(0))
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="ANCHORLOG_VENDOR_KEY", help="Vendor private key file (the vendor's own key).")
+@click.option("--reason", required=True, help="Why the entries are withdrawn.")
+@click.option("--receipts", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory to write the revocation's receipt JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+def revoke(indices: tuple[int, ...], key_path: Path, reason: str, receipts: Path | None,
+           as_json: bool, **kwargs: Any) -> None:
+    """Revoke your own earlier attestation entries at log INDICES (a logged revocation entry).
+
+    Each target is fetched and verified first; its leaf hash goes into the
+    signed revocation so it can only ever name that exact entry.
+    """
+    from anchorlog.client.receipts import save_receipt
+    from anchorlog.client.vendor import VendorKeyPair, revoke_entries
+    from anchorlog.ledger.entry import EntryKind
+
+    key = VendorKeyPair.load(key_path)
+    with _conn(kwargs).client() as client:
+        targets = []
+        for index in dict.fromkeys(indices):
+            entry = client.entry(index)
+            if entry.entry.kind is not EntryKind.ATTESTATION:
+                _fail(f"entry {index} is not an attestation; only attestations can be revoked", EXIT_USAGE)
+            targets.append((index, entry.leaf_hash))
+        (outcome,) = client.submit([revoke_entries(key, targets, reason)])
+    if outcome.receipt is None:
+        details = "".join(f"\n  {f}: {d}" for f, d in outcome.error.fields) if outcome.error else ""
+        _fail(f"service refused the revocation: {outcome.error}{details}", EXIT_SERVICE)
+    written = str(save_receipt(outcome.receipt, receipts)) if receipts is not None else None
+    doc = {"revoked": [i for i, _ in targets], "index": outcome.receipt.index,
+           "duplicate": outcome.receipt.duplicate, "receipt": written}
+    _emit(as_json, doc, f"revoked entries {', '.join(str(i) for i, _ in targets)} by revocation entry "
+          f"{outcome.receipt.index}" + (f"; receipt {written}" if written else ""))
 
 
 # ---------------------------------------------------------------- readers
@@ -440,27 +561,67 @@ def _provenance_doc(result: Any) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("sample")
-@click.option("--text", is_flag=True, help="SAMPLE is text to hash (utf8-nfc-v1).")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("samples", nargs=-1)
+@click.option("--text", is_flag=True, help="SAMPLES are texts to hash (utf8-nfc-v1).")
+@click.option("--digests", "digest_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="File of hex digests, one per line, asked in one stream.")
+@click.option("--bundle", "bundle_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an offline bundle (anchorlog-bundle/v1) of all the answers here.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
-def provenance(sample: str, text: bool, as_json: bool, **kwargs: Any) -> None:
-    """Verified provenance of SAMPLE: a hex SHA-256 digest or a file to hash."""
-    digest = _digest_arg(sample, text)
+def provenance(samples: tuple[str, ...], text: bool, digest_file: Path | None, bundle_path: Path | None,
+               progress: bool | None, as_json: bool, **kwargs: Any) -> None:
+    """Verified provenance of SAMPLES: hex SHA-256 digests, files to hash, or texts (--text).
+
+    Every answer is verified (checkpoint, consistency, inclusion, batch paths,
+    vendor signatures) and the status derived locally. An unknown sample is
+    not an error (exit 0); a failed check exits 1.
+    """
+    from anchorlog.client.receipts import Bundle, dumps
+    from anchorlog.ledger.digests import parse_hex_digest
+
+    digests = [_digest_arg(sample, text) for sample in samples]
+    if digest_file is not None:
+        with digest_file.open(encoding="utf-8") as handle:
+            digests += [
+                parse_hex_digest(line.strip(), f"{digest_file.name}:{number}")
+                for number, line in enumerate(handle, 1) if line.strip()
+            ]
+    if not digests:
+        _fail("give SAMPLES or --digests", EXIT_USAGE)
+    bundles: list[Bundle] = []
     with _conn(kwargs).client() as client:
-        result = client.provenance(digest)
-    doc = _provenance_doc(result)
-    lines = [f"{doc['digest']}: {doc['status']} (verified against checkpoint size {doc['checkpoint_size']})"]
-    lines += [
-        f"  entry {a['index']}: {a['claim']} by {a['vendor']}/{a['actor']} at {a['performed_at']}"
-        + (" [revoked]" if a["revoked"] else "") + (" [key compromised]" if a["key_compromised"] else "")
-        for a in doc["attestations"]
-    ]
-    _emit(as_json, doc, "\n".join(lines))
+        if len(digests) == 1 and bundle_path is None:
+            results = [client.provenance(digests[0])]
+        else:
+            results = []
+            with _progress(len(digests), "verifying", "sample", progress, as_json) as bar:
+                for result in client.provenance_many(digests, bundle=bundles):
+                    results.append(result)
+                    bar.update(1)
+    if bundle_path is not None and bundles:
+        bundle_path.write_text(dumps(bundles[0].to_json()))
+    docs = [_provenance_doc(r) for r in results]
+    lines = []
+    for doc in docs:
+        lines.append(f"{doc['digest']}: {doc['status']} (verified against checkpoint size "
+                     f"{doc['checkpoint_size']})")
+        lines += [
+            f"  entry {a['index']}: {a['claim']} by {a['vendor']}/{a['actor']} at {a['performed_at']}"
+            + (" [revoked]" if a["revoked"] else "") + (" [key compromised]" if a["key_compromised"] else "")
+            for a in doc["attestations"]
+        ]
+    if bundle_path is not None:
+        lines.append(f"bundle written to {bundle_path}")
+    out: Any = docs[0] if len(docs) == 1 and not digest_file else {"samples": docs}
+    if bundle_path is not None:
+        out = {"samples": docs, "bundle": str(bundle_path)}
+    _emit(as_json, out, "\n".join(lines))
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_connection_options
 def checkpoint(as_json: bool, **kwargs: Any) -> None:
     """Fetch the latest checkpoint, verify it and prove it consistent with the trusted one."""
@@ -482,7 +643,7 @@ def checkpoint(as_json: bool, **kwargs: Any) -> None:
 @click.argument("documents", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--log-key", envvar="ANCHORLOG_LOG_KEY", required=True, help="The log's verifier key.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(documents: tuple[Path, ...], log_key: str, as_json: bool) -> None:
     """Verify receipts or bundles offline with the log's verifier key alone.
 
@@ -511,6 +672,15 @@ def verify(documents: tuple[Path, ...], log_key: str, as_json: bool) -> None:
     _emit(as_json, reports if len(reports) > 1 else reports[0], "\n".join(lines))
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+# The dataset gate (`anchorlog check`), built from the connection helpers above.
+from anchorlog.client.gate.cli import build_check_command
+
+main.add_command(build_check_command(_connection_options, _conn))
+from anchorlog.client.audit.cli import make_audit_group  # noqa: E402  (the offline audit)
+
+main.add_command(make_audit_group(_connection_options, _conn))
 
 
 if __name__ == "__main__":
