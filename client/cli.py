@@ -657,7 +657,7 @@ def verify(documents: tuple[Path, ...], log_key: str, as_json: bool) -> None:
     for document in documents:
         try:
             doc = json.loads(document.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # also numbers beyond the int digit limit, not only JSONDecodeError
             _fail(f"{document} is not JSON: {exc}", EXIT_USAGE)
         try:
             report = verify_document(doc, verifier)

@@ -13,8 +13,10 @@ send is proved.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn, Self
@@ -22,17 +24,18 @@ from typing import NoReturn, Self
 import grpc
 from anchorlog.client.receipts import Bundle, Receipt
 from anchorlog.client.state import (
+    advance_trusted,
     default_state_path,
     default_tofu_state_path,
     load_trusted,
     pinned_vkey,
-    save_trusted,
 )
 from anchorlog.client.verify import (
     CheckpointError,
     CheckpointMemo,
     DigestClaim,
     InclusionProofError,
+    KeyStateMemo,
     SampleProvenance,
     VerifiedAttestation,
     VerifiedCheckpoint,
@@ -41,13 +44,17 @@ from anchorlog.client.verify import (
     check_consistency,
     check_entry,
     check_provenance,
-    key_state,
 )
 from anchorlog.ledger.batch import BatchPath
-from anchorlog.ledger.dsse import Envelope
-from anchorlog.ledger.entry import EntryKind
-from anchorlog.ledger.errors import InconsistentLogError, LedgerError, VerificationError
-from anchorlog.ledger.keys import KeyRegistry
+from anchorlog.ledger.dsse import Envelope, ed25519_key_id
+from anchorlog.ledger.entry import EntryKind, decode_entry
+from anchorlog.ledger.errors import (
+    InconsistentLogError,
+    InvalidInput,
+    LedgerError,
+    VerificationError,
+)
+from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, open_key_event
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
@@ -102,6 +109,25 @@ class SubmitOutcome:
     @property
     def ok(self) -> bool:
         return self.receipt is not None
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.hex() or "(none)"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return repr(value)
+
+
+def _registered(
+    kind: KeyEventType, vendor_id: str, public_key: bytes, not_before: int, not_after: int
+) -> KeyEvent:
+    """The registration a request asks for; an unset time (0) is left to the service."""
+    return KeyEvent(
+        kind, vendor_id, public_key=public_key,
+        not_before=datetime.fromtimestamp(not_before, UTC) if not_before > 0 else None,
+        not_after=datetime.fromtimestamp(not_after, UTC) if not_after > 0 else None,
+    )
 
 
 @dataclass
@@ -166,6 +192,7 @@ class LedgerClient:
             self.verifier = NoteVerifier.from_vkey(log_key)
             # Receipts of one sequencer group share a checkpoint: verify its signature once.
             self._checkpoints = CheckpointMemo(self.verifier)
+            self._key_states = KeyStateMemo(self.verifier)
             self.state_path = state_path or default_state_path(self.verifier)
             self._trusted = load_trusted(self.state_path, self.verifier)
             if self._trusted is None and trust_on_first_use:
@@ -175,6 +202,7 @@ class LedgerClient:
             raise
         # (size, root) of checkpoints already proved consistent with the trusted one.
         self._consistent: set[tuple[int, bytes]] = set()
+        self._principal: str | None = None
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -212,10 +240,18 @@ class LedgerClient:
     def _advance(self, note: bytes, proof: Sequence[bytes]) -> VerifiedCheckpoint:
         """Verify a new checkpoint against the trusted one (with ``proof``) and trust it."""
         checkpoint = self._checkpoints.check(note)
-        check_consistency(self._trusted, checkpoint, proof)
-        if self._trusted is None or checkpoint.size > self._trusted.size:
-            save_trusted(self.state_path, self.verifier, checkpoint)
-            self._trusted = checkpoint
+        known = self._trusted
+        check_consistency(known, checkpoint, proof)
+        if known is None or checkpoint.size > known.size:
+
+            def proofs(first: int, second: int) -> list[bytes]:
+                # The proof just checked serves again if the file still holds our checkpoint.
+                if known is not None and (first, second) == (known.size, checkpoint.size):
+                    return list(proof)
+                return self.consistency_proof(first, second)
+
+            # Another client sharing the state file may have moved it: never roll it back.
+            self._trusted = advance_trusted(self.state_path, self.verifier, checkpoint, proofs)
         return checkpoint
 
     def _trust(self, note: bytes) -> VerifiedCheckpoint:
@@ -292,7 +328,7 @@ class LedgerClient:
             ctx.proofs[entry.index] = (entry.data, tuple(proved.inclusion.hashes))
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
-            ctx.registry = key_state(ctx.entries.values(), self.verifier)
+            ctx.registry = self._key_states.state(ctx.entries.values())
             ctx.attestations.clear()
         results = []
         for record in response.digests:
@@ -349,6 +385,9 @@ class LedgerClient:
         ctx = _StreamContext(keep_claims=bundle is not None)
         first_size = self._trusted_size()
         asked: list[list[bytes]] = []
+        # Set by the request thread once every digest was sent: the server can only
+        # end the stream after that, so an end before it is a server dropping queries.
+        finished: list[bool] = []
 
         def requests() -> Iterator[pb.ProvenanceQuery]:
             batch: list[bytes] = []
@@ -361,7 +400,9 @@ class LedgerClient:
             if batch:
                 asked.append(batch)
                 yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size)
+            finished.append(True)
 
+        answered = 0
         try:
             responses = self._stub.StreamProvenance(requests(), metadata=self._metadata)
             for number, response in enumerate(responses):
@@ -371,9 +412,16 @@ class LedgerClient:
                 expected = asked[number]
                 if [r.digest for r in results] != expected:
                     raise VerificationError("stream answered different digests than asked")
+                answered = number + 1
                 yield from results
         except grpc.RpcError as exc:
             self._refuse_rollback(rpc_error(exc))
+        if not finished or answered != len(asked):
+            raise VerificationError(
+                f"the server ended the provenance stream after answering {answered} of "
+                f"{len(asked)} queries{'' if finished else ' (before all digests were sent)'}: "
+                "unanswered digests are not verified"
+            )
         if bundle is not None and ctx.checkpoint is not None:
             bundle.append(self._bundle(ctx))
 
@@ -459,13 +507,41 @@ class LedgerClient:
         )
         self._trust(out.checkpoint)
         if submitted is not None:
-            stored = Envelope.parse(verified.entry.envelope)
-            sent = Envelope.parse(submitted.envelope)
-            if stored.pae() != sent.pae():
-                raise VerificationError(
-                    f"receipt for entry {out.index} is for a different statement than submitted"
-                )
+            self._check_submitted(verified, submitted, out.duplicate)
         return out
+
+    def _submitter(self) -> str:
+        """This client's principal (a vendor submits under its own id); asked once."""
+        if self._principal is None:
+            self._principal = self.whoami()[0]
+        return self._principal
+
+    def _check_submitted(self, verified: VerifiedEntry, submitted: Submission, duplicate: bool) -> None:
+        """The receipt's entry is the submitted envelope, logged under this vendor."""
+        entry = verified.entry
+        if entry.kind not in (EntryKind.ATTESTATION, EntryKind.REVOCATION):
+            raise VerificationError(
+                f"receipt for entry {verified.index} is a {entry.kind.name.lower()} entry, "
+                "not the submitted attestation"
+            )
+        if duplicate:
+            # An earlier submission of the same statement: its envelope bytes may be
+            # spelled differently, the signed statement may not.
+            try:
+                same = Envelope.parse(entry.envelope).pae() == Envelope.parse(submitted.envelope).pae()
+            except InvalidInput as exc:
+                raise VerificationError(f"receipt for entry {verified.index}: {exc}") from exc
+        else:
+            same = entry.envelope == submitted.envelope
+        if not same:
+            raise VerificationError(
+                f"receipt for entry {verified.index} is for a different envelope than submitted"
+            )
+        if entry.submitter != self._submitter():
+            raise VerificationError(
+                f"receipt for entry {verified.index} names submitter {entry.submitter!r}, "
+                f"not this client ({self._submitter()!r})"
+            )
 
     def _outcome(self, result: pb.ItemResult, submitted: Submission | None) -> SubmitOutcome:
         if result.HasField("receipt"):
@@ -498,30 +574,78 @@ class LedgerClient:
     def submit_stream(self, items: Iterable[Submission]) -> Iterator[SubmitOutcome]:
         """Submit a stream of items; outcomes come back in order as they are sequenced."""
         sent: list[Submission] = []
+        finished: list[bool] = []  # see provenance_many
+        answered: set[int] = set()
 
         def requests() -> Iterator[pb.SubmitItem]:
             for item in items:
                 sent.append(item)
                 yield pb.SubmitItem(envelope=item.envelope, batch_digests=item.batch_digests)
+            finished.append(True)
 
         try:
             for result in self._stub.SubmitStream(requests(), metadata=self._metadata):
                 if result.position >= len(sent):
                     raise VerificationError(f"server answered item {result.position}, never sent")
+                if result.position in answered:
+                    raise VerificationError(f"server answered item {result.position} twice")
+                answered.add(result.position)
                 yield self._outcome(result, sent[result.position])
         except grpc.RpcError as exc:
             raise rpc_error(exc) from None
+        if not finished:
+            raise VerificationError(
+                f"the server ended the submission stream after {len(sent)} item(s), before all "
+                "items were sent: the rest were never submitted"
+            )
+        if len(answered) != len(sent):
+            missing = sorted(set(range(len(sent))) - answered)
+            raise VerificationError(
+                f"the server ended the submission stream without answering {len(missing)} of "
+                f"{len(sent)} items (first unanswered: {missing[:5]}): those items have no receipt"
+            )
 
     # ------------------------------------------------------------ admin
 
-    def _key_event(self, method: str, request: object) -> tuple[str, Receipt]:
+    def _key_event(self, method: str, request: object, expected: KeyEvent) -> tuple[str, Receipt]:
+        """Send a key-event request; the receipt must hold a log-signed event that is the request.
+
+        ``expected`` holds what was asked; times are compared only when asked for
+        (0 in the request lets the service choose).
+        """
         response = self._call(method, request)
         assert isinstance(response, pb.KeyEventResponse)
-        return response.key_id, self._receipt(response.receipt, None)
+        receipt = self._receipt(response.receipt, None)
+        entry = decode_entry(receipt.data)  # bytes already proved included by _receipt
+        where = f"key-event receipt for entry {receipt.index}"
+        if entry.kind is not EntryKind.KEY_EVENT:
+            raise VerificationError(f"{where} is a {entry.kind.name.lower()} entry, not a key event")
+        try:
+            event = open_key_event(entry.envelope, self.verifier.public_key)
+        except (InvalidInput, VerificationError) as exc:
+            raise VerificationError(f"{where}: not a key event signed by the log: {exc}") from exc
+        compared = ("type", "vendor_id", "display_name", "public_key", "old_key_id", "key_id",
+                    "compromised", "reason")
+        for name in compared:
+            if getattr(event, name) != getattr(expected, name):
+                raise VerificationError(
+                    f"{where} records {name} {_shown(getattr(event, name))}, the request said "
+                    f"{_shown(getattr(expected, name))}"
+                )
+        for name in ("not_before", "not_after"):
+            wanted = getattr(expected, name)
+            if wanted is not None and getattr(event, name) != wanted:
+                raise VerificationError(f"{where} records another {name} than requested")
+        key_id = ed25519_key_id(expected.public_key) if expected.public_key else expected.key_id
+        if response.key_id != key_id:
+            raise VerificationError(f"{where}: the service reported key id {response.key_id!r}, "
+                                    f"the key's id is {key_id!r}")
+        return key_id, receipt
 
     def create_vendor(self, vendor_id: str, display_name: str = "") -> Receipt:
         return self._key_event(
-            "CreateVendor", pb.CreateVendorRequest(vendor_id=vendor_id, display_name=display_name)
+            "CreateVendor", pb.CreateVendorRequest(vendor_id=vendor_id, display_name=display_name),
+            KeyEvent(KeyEventType.VENDOR_CREATED, vendor_id, display_name=display_name),
         )[1]
 
     def register_key(
@@ -532,6 +656,7 @@ class LedgerClient:
             pb.RegisterKeyRequest(
                 vendor_id=vendor_id, public_key=public_key, not_before=not_before, not_after=not_after
             ),
+            _registered(KeyEventType.KEY_REGISTERED, vendor_id, public_key, not_before, not_after),
         )
 
     def rotate_key(
@@ -543,6 +668,10 @@ class LedgerClient:
                 vendor_id=vendor_id, old_key_id=old_key_id, new_public_key=new_public_key,
                 not_after=not_after,
             ),
+            replace(
+                _registered(KeyEventType.KEY_ROTATED, vendor_id, new_public_key, 0, not_after),
+                old_key_id=old_key_id,
+            ),
         )
 
     def revoke_key(
@@ -551,6 +680,8 @@ class LedgerClient:
         return self._key_event(
             "RevokeKey",
             pb.RevokeKeyRequest(vendor_id=vendor_id, key_id=key_id, compromised=compromised, reason=reason),
+            KeyEvent(KeyEventType.KEY_REVOKED, vendor_id, key_id=key_id, compromised=compromised,
+                     reason=reason),
         )[1]
 
     def issue_token(self, principal: str, role: str) -> str:

@@ -72,7 +72,10 @@ def _unb64(value: Any, where: str) -> bytes:
 def _text(value: Any, where: str) -> bytes:
     if not isinstance(value, str):
         raise VerificationError(f"{where}: expected a string")
-    return value.encode("utf-8")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (a JSON "\\ud800" escape)
+        raise VerificationError(f"{where}: not valid Unicode text (position {exc.start})") from None
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -284,5 +287,5 @@ def load_document(path: Path) -> Any:
     """Read a receipt or bundle file as JSON (verification is separate: :func:`verify_document`)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, ints beyond the digit limit
         raise VerificationError(f"{path} is not a JSON document: {exc}") from exc

@@ -2,19 +2,25 @@
 
 Each later checkpoint must be proved consistent with it before it replaces it;
 a checkpoint that cannot be is evidence of a forked or rewritten log.
-The file is replaced atomically (write, fsync, rename).
+The file is replaced atomically (write, fsync, rename). Several clients may
+share one state file: :func:`advance_trusted` takes an exclusive lock, re-reads
+the file under it and only ever moves it forward along one proved-consistent
+history, so one client can never roll back what another already trusts.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from anchorlog.client.verify import VerifiedCheckpoint, check_checkpoint
-from anchorlog.ledger.errors import VerificationError
+from anchorlog.client.verify import VerifiedCheckpoint, check_checkpoint, check_consistency
+from anchorlog.ledger.errors import InconsistentLogError, VerificationError
 from anchorlog.ledger.note import NoteVerifier
 
 
@@ -87,3 +93,53 @@ def save_trusted(path: Path, verifier: NoteVerifier, checkpoint: VerifiedCheckpo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Fetches a consistency proof between two sizes (an RPC for a live client).
+ProofSource = Callable[[int, int], list[bytes]]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<state file>.lock`` (the state file itself is replaced by rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def advance_trusted(
+    path: Path, verifier: NoteVerifier, checkpoint: VerifiedCheckpoint, proofs: ProofSource
+) -> VerifiedCheckpoint:
+    """Record ``checkpoint`` as trusted if it extends what the file holds now; return the trusted one.
+
+    Under the lock the file is re-read: another client may have moved it since
+    this one loaded it. A larger checkpoint replaces it only when proved
+    consistent with it; an equal-size one must have the same root; a smaller
+    one must be a prefix of it and leaves it as is. Any failure raises
+    :class:`InconsistentLogError` and leaves the file untouched.
+    """
+    with _locked(path):
+        stored = load_trusted(path, verifier)
+        if stored is None or stored.size == 0:
+            save_trusted(path, verifier, checkpoint)
+            return checkpoint
+        if checkpoint.size > stored.size:
+            check_consistency(stored, checkpoint, proofs(stored.size, checkpoint.size))
+            save_trusted(path, verifier, checkpoint)
+            return checkpoint
+        if checkpoint.size == stored.size:
+            check_consistency(stored, checkpoint, ())
+            return stored
+        if checkpoint.size > 0:
+            try:
+                check_consistency(checkpoint, stored, proofs(checkpoint.size, stored.size))
+            except InconsistentLogError as exc:
+                raise InconsistentLogError(
+                    f"checkpoint of size {checkpoint.size} is not a prefix of the size "
+                    f"{stored.size} recorded in {path} (by another client sharing it): {exc}"
+                ) from exc
+        return stored

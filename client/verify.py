@@ -10,7 +10,7 @@ exactly the same code as live answers.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +23,8 @@ from anchorlog.ledger.keys import KeyRegistry, VendorKey, replay_registry
 from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
+    PROVENANCE_V1,
+    REVOCATION_V1,
     ProvenancePredicate,
     RevocationPredicate,
     parse_revocation_targets,
@@ -112,17 +114,24 @@ class SampleProvenance:
     server_status_hint: str = ""
 
     def facts(self) -> list[AttestationFact]:
-        return [
-            AttestationFact(
-                entry_index=a.entry.index,
-                vendor_id=a.vendor_id,
-                claim=a.predicate.claim,
-                performed_at=a.predicate.performed_at,
-                revoked=a.entry.index in self.revoked_entries,
-                key_compromised=a.key_compromised,
-            )
-            for a in self.attestations
-        ]
+        return _facts(self.attestations, self.revoked_entries)
+
+
+def _facts(
+    attestations: Iterable[VerifiedAttestation], revoked: Collection[int]
+) -> list[AttestationFact]:
+    return [
+        AttestationFact(
+            entry_index=a.entry.index,
+            vendor_id=a.vendor_id,
+            claim=a.predicate.claim,
+            performed_at=a.predicate.performed_at,
+            revoked=a.entry.index in revoked,
+            key_compromised=a.key_compromised,
+            integrated_at=_integrated_at(a.entry.entry),
+        )
+        for a in attestations
+    ]
 
 
 def check_checkpoint(note: bytes, verifier: NoteVerifier) -> VerifiedCheckpoint:
@@ -221,6 +230,34 @@ def key_state(entries: Iterable[VerifiedEntry], log_key: NoteVerifier) -> KeyReg
     return replay_registry(((e.index, e.data) for e in key_entries), log_key.public_key)
 
 
+class KeyStateMemo:
+    """``key_state`` that remembers its last answers.
+
+    The replay is a pure function of the key-event entries (already proved
+    included) and the log key; every lookup of the same log names the same key
+    events, so their log signatures are checked once, not on every call. The
+    registry returned is shared: callers only read it.
+    """
+
+    def __init__(self, log_key: NoteVerifier, capacity: int = 4) -> None:
+        self.log_key = log_key
+        self._capacity = capacity
+        self._states: dict[tuple[tuple[int, bytes], ...], KeyRegistry] = {}
+
+    def state(self, entries: Iterable[VerifiedEntry]) -> KeyRegistry:
+        key_entries = sorted(
+            (e for e in entries if e.entry.kind is EntryKind.KEY_EVENT), key=lambda e: e.index
+        )
+        identity = tuple((e.index, e.leaf_hash) for e in key_entries)
+        known = self._states.get(identity)
+        if known is None:
+            known = key_state(key_entries, self.log_key)
+            if len(self._states) >= self._capacity:
+                self._states.pop(next(iter(self._states)), None)
+            self._states[identity] = known
+        return known
+
+
 def _integrated_at(entry: LogEntry) -> datetime:
     return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
 
@@ -258,6 +295,11 @@ def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> Veri
     if entry.entry.kind is not EntryKind.ATTESTATION:
         raise VerificationError(f"entry {entry.index} is not an attestation")
     envelope, statement = _open_envelope(entry)
+    if statement.predicate_type != PROVENANCE_V1:
+        raise MalformedEntryError(
+            f"entry {entry.index}: attestation has predicate type "
+            f"{statement.predicate_type[:120]!r}, expected {PROVENANCE_V1}"
+        )
     key = _signing_key(envelope, entry, registry)
     try:
         predicate = ProvenancePredicate.parse(statement.predicate)
@@ -279,12 +321,19 @@ def check_revocation_entry(
     """The attestation indices a verified revocation entry really revokes.
 
     A revocation counts only when signed by a key of the vendor that submitted
-    the revoked entries and when it names their exact leaf hashes.
+    the revoked entries and when it names their exact leaf hashes. One signed by
+    a key later revoked as compromised revokes nothing: whoever stole the key
+    could have signed it.
     """
     if entry.entry.kind is not EntryKind.REVOCATION:
         raise VerificationError(f"entry {entry.index} is not a revocation")
     envelope, statement = _open_envelope(entry)
-    _signing_key(envelope, entry, registry)
+    if statement.predicate_type != REVOCATION_V1:
+        raise MalformedEntryError(
+            f"entry {entry.index}: revocation has predicate type "
+            f"{statement.predicate_type[:120]!r}, expected {REVOCATION_V1}"
+        )
+    key = _signing_key(envelope, entry, registry)
     try:
         RevocationPredicate.parse(statement.predicate)
         named = parse_revocation_targets(statement)
@@ -307,6 +356,8 @@ def check_revocation_entry(
         if index >= entry.index:
             raise VerificationError(f"revocation entry {entry.index} revokes a later entry {index}")
         revoked.add(index)
+    if key.compromised:
+        return frozenset()
     return frozenset(revoked)
 
 
@@ -389,17 +440,7 @@ def check_provenance(
         if entry is None:
             raise VerificationError(f"server named revocation {index} without proof")
         revoked |= check_revocation_entry(entry, registry, targets)
-    facts = [
-        AttestationFact(
-            entry_index=a.entry.index,
-            vendor_id=a.vendor_id,
-            claim=a.predicate.claim,
-            performed_at=a.predicate.performed_at,
-            revoked=a.entry.index in revoked,
-            key_compromised=a.key_compromised,
-        )
-        for a in attestations
-    ]
+    facts = _facts(attestations, revoked)
     return SampleProvenance(
         digest=claim.digest,
         status=derive_status(facts),

@@ -156,8 +156,13 @@ def strict_json(data: bytes, field: str) -> Any:
         raise InvalidInput(field, f"is not valid UTF-8 (byte offset {exc.start})") from None
     try:
         return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    except InvalidInput:
+        raise
     except json.JSONDecodeError as exc:
         raise InvalidInput(field, f"is not valid JSON: {exc.msg} at offset {exc.pos}") from None
+    except ValueError as exc:
+        # e.g. an integer beyond Python's int-from-string digit limit: bad input, not a crash.
+        raise InvalidInput(field, f"is not valid JSON: {str(exc).split(';')[0][:120]}") from None
     except RecursionError:
         raise InvalidInput(field, "is nested too deeply") from None
 

@@ -6,7 +6,9 @@ inclusion proof, DSSE signature by a key valid at that entry):
 1. An attestation is *effective* when it is from a trusted vendor, not revoked by
    a later revocation entry of the same vendor, not signed by a key that was
    later revoked as compromised, and (when a maximum age is set) not older
-   than that age.
+   than that age. Age runs from the earlier of the vendor's ``performedAt`` and
+   the time the log integrated the entry: a vendor cannot keep a claim fresh by
+   dating it in the future.
 2. ``human-created`` if an effective attestation says so and no trusted vendor
    claims ``synthetic``; else ``human-edited`` under the same condition; else
    ``human-validated`` if an effective attestation says so (a person checked the
@@ -57,6 +59,15 @@ class AttestationFact:
     performed_at: datetime
     revoked: bool = False
     key_compromised: bool = False
+    # When the log integrated the entry; None when unknown (then only performed_at counts).
+    integrated_at: datetime | None = None
+
+    @property
+    def dated_at(self) -> datetime:
+        """The moment the age of the claim runs from: never later than its integration."""
+        if self.integrated_at is None:
+            return self.performed_at
+        return min(self.performed_at, self.integrated_at)
 
 
 def derive_status(
@@ -77,7 +88,7 @@ def derive_status(
     if max_age is not None:
         if now is None:
             raise ValueError("now is required with max_age")
-        live = [f for f in live if now - f.performed_at <= max_age]
+        live = [f for f in live if now - f.dated_at <= max_age]
     if not live:
         if all(f.revoked or f.key_compromised for f in trusted):
             return Status.REVOKED

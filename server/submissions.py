@@ -8,17 +8,26 @@ caller's own vendor; the DSSE ``keyid`` only orders the attempts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from anchorlog.ledger.attestation import Attestation, check_attestation
 from anchorlog.ledger.dsse import verify_envelope
 from anchorlog.ledger.entry import EntryKind, decode_entry
 from anchorlog.ledger.errors import InvalidInput, NotFound, VerificationError
 from anchorlog.ledger.keys import KeyRegistry, VendorKey
-from anchorlog.ledger.predicates import RevocationPredicate, parse_revocation_targets
+from anchorlog.ledger.predicates import (
+    ProvenancePredicate,
+    RevocationPredicate,
+    format_time,
+    parse_revocation_targets,
+)
 from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
 from anchorlog.server.errors import Denied
 from anchorlog.server.sequencer import SequencedItem
+
+# Clocks differ a little; a claim dated further ahead than this is refused, since
+# verifiers measure a claim's age from it (capped at the integration time).
+MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,17 @@ def prepare_submission(
         max_batch=limits.max_batch,
         max_envelope_bytes=limits.max_envelope_bytes,
     )
+    moment = now or datetime.now(UTC)
+    predicate = attestation.predicate
+    if isinstance(predicate, ProvenancePredicate) and predicate.performed_at > moment + MAX_FUTURE_SKEW:
+        raise InvalidInput(
+            "predicate.performedAt",
+            f"{format_time(predicate.performed_at)} is in the future (server time "
+            f"{format_time(moment.replace(microsecond=0))}, allowed skew "
+            f"{int(MAX_FUTURE_SKEW.total_seconds())} s)",
+        )
     key = _signing_key(attestation, vendor_id, registry)
-    _check_key_valid(key, now or datetime.now(UTC))
+    _check_key_valid(key, moment)
     revokes: tuple[int, ...] = ()
     kind = EntryKind.ATTESTATION
     subject_digests: tuple[bytes, ...] = ()
@@ -116,7 +134,9 @@ def prepare_submission(
         kind=kind,
         submitter=vendor_id,
         envelope=envelope,
-        dedup_key=dedup_key(vendor_id, attestation.envelope.pae()),
+        # The signing key is part of the identity: the same statement re-signed with a new
+        # key (say after a compromise) is a new entry, not the tainted old one.
+        dedup_key=dedup_key(f"{vendor_id}\x00{key.key_id}", attestation.envelope.pae()),
         subject_digests=subject_digests,
         batch_digests=batch_digests,
         revokes=revokes,

@@ -91,6 +91,12 @@ def evaluate(
         yield Verdict(sample, status, policy.counts(status), result)
     if failure:
         raise failure[0]
+    if in_flight:
+        # A sample without an answer must never silently drop out of the tally.
+        raise VerificationError(
+            f"{in_flight[0].locator}: no provenance answer for {len(in_flight)} sample(s); "
+            "the stream ended early"
+        )
 
 
 @dataclass

@@ -33,7 +33,7 @@ from anchorlog.ledger.digests import Canonicalization, digest_text
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, pae, sign_envelope
 from anchorlog.ledger.entry import EntryKind
 from anchorlog.ledger.note import NoteVerifier
-from anchorlog.ledger.predicates import PROVENANCE_V1, Claim
+from anchorlog.ledger.predicates import PROVENANCE_V1, Claim, ProvenancePredicate
 from anchorlog.ledger.statement import Subject, build_statement
 from anchorlog.ledger.store import OPEN_CHECK_ENTRIES, LogStore, PendingEntry, dedup_key
 from click.testing import CliRunner
@@ -366,22 +366,25 @@ def test_mirror_pinpoints_tampering_the_open_check_does_not_reach(tmp_path: Path
 # ---------------------------------------------------------------- gaming
 
 
-def _append_behind_the_service(data_dir: Path, revoked: VendorKeyPair) -> int:
+def _append_behind_the_service(
+    data_dir: Path, key: VendorKeyPair, text: str, predicate: ProvenancePredicate
+) -> int:
+    """Append one signed attestation with the store's own append path, bypassing the
+    service's checks: what a misbehaving (or older) server could have logged."""
     from anchorlog.server.app import KEY_FILE, load_signer
 
     signer = load_signer(data_dir / KEY_FILE)
     payload = build_statement(
-        [Subject(name="s", digest=digest_text("after revocation"))], PROVENANCE_V1,
-        details(Claim.HUMAN_VALIDATED, "careful").predicate().to_json(),
+        [Subject(name="s", digest=digest_text(text))], PROVENANCE_V1, predicate.to_json(),
     )
-    envelope = sign_envelope(PAYLOAD_TYPE_INTOTO, payload, revoked.private_key)
+    envelope = sign_envelope(PAYLOAD_TYPE_INTOTO, payload, key.private_key)
     store = LogStore(data_dir / DB_FILE, origin=signer.name)
     try:
         result = store.append(
             [PendingEntry(
                 kind=EntryKind.ATTESTATION, submitter="acme", envelope=envelope,
                 dedup_key=dedup_key("acme", pae(PAYLOAD_TYPE_INTOTO, payload)),
-                subject_digests=(digest_text("after revocation"),),
+                subject_digests=(digest_text(text),),
             )],
             now_ms=int(datetime.now(UTC).timestamp() * 1000), sign=lambda cp: sign_checkpoint(cp, signer),
         )
@@ -408,9 +411,6 @@ def test_gaming_patterns_are_reported(server: ServerProcess, tmp_path: Path) -> 
         # Validated a day before the sample first appeared in the log.
         (backdated,) = submit(acme, [attest_samples(
             world.key, [shared], details(Claim.HUMAN_VALIDATED, "backdater", now - timedelta(days=1)))])
-        # Performed two days in the future.
-        (future,) = submit(acme, [attest_samples(
-            world.key, [digest_text("tomorrow")], details(Claim.HUMAN_VALIDATED, "seer", now + timedelta(days=2)))])
         # One sample validated three times by one reviewer (limit 2).
         loops = submit(acme, [
             attest_samples(world.key, [repeated], details(Claim.HUMAN_VALIDATED, "looper", now - timedelta(minutes=m)))
@@ -429,18 +429,24 @@ def test_gaming_patterns_are_reported(server: ServerProcess, tmp_path: Path) -> 
     code, doc, out = cli("audit", "verify", str(mirror), "--no-progress", "--json", env=env)
     assert code == 0 and doc["clean"], out  # gaming is not corruption: every check passes
 
-    # The service refuses any envelope signed by a revoked key, so an attestation under
-    # a revoked key only gets in through a misbehaving server: append one with the
-    # store's own append path while the service is down, then serve it again.
+    # The service refuses a claim performed in the future and any envelope signed by a
+    # revoked key, so those only get in through a misbehaving (or older) server: append
+    # them with the store's own append path while the service is down, then serve again.
     server.stop()
-    revoked_use = _append_behind_the_service(server.data_dir, world.key)
+    future = _append_behind_the_service(
+        server.data_dir, new_key, "tomorrow",
+        details(Claim.HUMAN_VALIDATED, "seer", now + timedelta(days=2)).predicate(),
+    )
+    revoked_use = _append_behind_the_service(
+        server.data_dir, world.key, "after revocation", details(Claim.HUMAN_VALIDATED, "careful").predicate(),
+    )
     restarted = start_server(server.data_dir, "--auth-failures-per-minute", "10000")
     try:
         code, doc, out = cli("audit", "mirror", "--out", str(mirror), "--no-progress", "--json",
                              env={**env, "ANCHORLOG_SERVER": restarted.address})
     finally:
         restarted.stop()
-    assert code == 0 and doc["fetched"] == 1, out  # the tree and chain are intact
+    assert code == 0 and doc["fetched"] == 2, out  # the tree and chain are intact
     code, doc, out = cli("audit", "verify", str(mirror), "--no-progress", "--json", env=env)
     assert code == 1 and findings(doc) == {("signature", revoked_use)}, out
 

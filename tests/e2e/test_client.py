@@ -8,6 +8,7 @@ a specific error, and never move its trusted checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -357,9 +359,13 @@ class _TamperingProxy(pb_grpc.LedgerServicer):
         self._channel = grpc.insecure_channel(upstream)
         self._stub = pb_grpc.LedgerStub(self._channel)
         self.tamper = tamper
+        # Alters what the proxy asks the real server, by method name (a lying server).
+        self.tamper_request: dict[str, Tamper] = {}
 
     def _forward(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
         metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
+        if method in self.tamper_request:
+            request = self.tamper_request[method](request)
         try:
             response = getattr(self._stub, method)(request, metadata=metadata, timeout=30)
         except grpc.RpcError as exc:
@@ -385,6 +391,33 @@ class _TamperingProxy(pb_grpc.LedgerServicer):
 
     def Submit(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._forward("Submit", request, context)
+
+    def WhoAmI(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("WhoAmI", request, context)
+
+    def CreateVendor(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("CreateVendor", request, context)
+
+    def RegisterKey(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("RegisterKey", request, context)
+
+    def RevokeKey(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._forward("RevokeKey", request, context)
+
+    def _forward_stream(self, method: str, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        """A streaming call; ``tamper[method]`` gets the iterator of real answers and yields its own."""
+        metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
+        call = getattr(self._stub, method)(requests, metadata=metadata, timeout=30)
+        try:
+            yield from self.tamper.get(method, lambda answers: answers)(call)
+        finally:
+            call.cancel()  # a truncating tamper leaves the real stream open
+
+    def StreamProvenance(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._forward_stream("StreamProvenance", requests, context)
+
+    def SubmitStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._forward_stream("SubmitStream", requests, context)
 
 
 @pytest.fixture
@@ -589,3 +622,194 @@ def test_service_errors_are_typed(world: World, tmp_path: Path) -> None:
     assert not bad[0].ok and bad[0].error is not None
     assert bad[0].error.code == "INVALID_ARGUMENT"
     assert [f for f, _ in bad[0].error.fields] == ["envelope.signatures"]
+
+
+# ---------------------------------------------------------------- review fixes: streams ended early
+
+
+def _truncate(answers: Iterator[Any]) -> Iterator[Any]:
+    """A server that answers the first message and then ends the stream with status OK."""
+    yield from itertools.islice(answers, 1)
+
+
+def _twice(answers: Iterator[Any]) -> Iterator[Any]:
+    first = next(answers)
+    yield first
+    yield first
+
+
+def test_provenance_stream_ended_early_is_refused(world: World, proxy: tuple[str, _TamperingProxy],
+                                                  tmp_path: Path) -> None:
+    address, servicer = proxy
+    digests = [hash_text(f"never attested {i} {world.vendor_id}") for i in range(3)]
+    state = tmp_path / "reader.json"
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key, state_path=state) as c:
+        assert [r.status for r in c.provenance_many(digests, chunk=1)] == [Status.UNKNOWN] * 3
+        servicer.tamper["StreamProvenance"] = _truncate
+        with pytest.raises(VerificationError, match="ended the provenance stream after answering 1 of"):
+            list(c.provenance_many(digests, chunk=1))
+
+
+def test_gate_refuses_a_source_that_drops_samples(world: World, tmp_path: Path) -> None:
+    from anchorlog.client.gate.check import evaluate
+    from anchorlog.client.gate.manifests import ManifestSample
+    from anchorlog.client.gate.policy import Policy
+
+    human = [hash_text(f"gate human {i} {world.vendor_id}") for i in range(3)]
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert vendor.submit([attest_samples(world.key, human, CREATED)])[0].ok
+    samples = [ManifestSample(d, None, f"row {i}") for i, d in enumerate([*human, hash_text("synthetic?")])]
+
+    class DropsTheLastAnswer:
+        """A provenance source that stops short without saying so."""
+
+        def __init__(self, client: LedgerClient) -> None:
+            self.client = client
+
+        def provenance_many(self, digests: Any, *, chunk: int = 2000, bundle: Any = None) -> Iterator[Any]:
+            answers = self.client.provenance_many(digests, chunk=chunk, bundle=bundle)
+            yield from itertools.islice(answers, len(samples) - 1)
+            answers.close()
+
+    with world.client(world.reader_token, "reader") as reader:
+        verdicts = list(evaluate(reader, samples, Policy(), chunk=1))
+        assert [v.counted for v in verdicts] == [True, True, True, False]
+        with pytest.raises(VerificationError, match="row 3: no provenance answer for 1 sample"):
+            list(evaluate(DropsTheLastAnswer(reader), samples, Policy(), chunk=1))
+
+
+@pytest.mark.parametrize(("tamper", "message"), [
+    (_truncate, "ended the submission stream without answering 1 of 2 items"),
+    (_twice, "answered item 0 twice"),
+], ids=["truncated", "duplicate-position"])
+def test_submit_stream_needs_one_answer_per_item(world: World, proxy: tuple[str, _TamperingProxy],
+                                                 tamper: Tamper, message: str, tmp_path: Path) -> None:
+    address, servicer = proxy
+    items = [attest_samples(world.key, [hash_text(f"stream {i} {uuid.uuid4()}")], VALIDATED) for i in range(2)]
+    servicer.tamper["SubmitStream"] = tamper
+    with (
+        LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key,
+                     state_path=tmp_path / "v.json") as client,
+        pytest.raises(VerificationError, match=message),
+    ):
+        list(client.submit_stream(items))
+
+
+# ---------------------------------------------------------------- review fixes: receipts match requests
+
+
+def test_key_event_receipts_must_record_what_was_asked(world: World, proxy: tuple[str, _TamperingProxy],
+                                                       tmp_path: Path) -> None:
+    address, servicer = proxy
+    captured: list[pb.KeyEventResponse] = []
+
+    def capture(response: pb.KeyEventResponse) -> pb.KeyEventResponse:
+        captured.append(response)
+        return response
+
+    def not_compromised(request: pb.RevokeKeyRequest) -> pb.RevokeKeyRequest:
+        request.compromised = False
+        return request
+
+    with LedgerClient(address, token=world.server.admin_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "admin.json") as admin:
+        other = f"o-{uuid.uuid4().hex[:12]}"
+        servicer.tamper["CreateVendor"] = capture
+        admin.create_vendor(other)
+        key = VendorKeyPair.generate()
+        # A receipt for another, genuinely logged key event is not a receipt for this one.
+        servicer.tamper["RegisterKey"] = lambda response: _with_key_id(captured[0], key.key_id)
+        with pytest.raises(VerificationError, match="records type vendor-created, the request said key-registered"):
+            admin.register_key(other, key.public_key)
+        # (the server did register it). The key id comes from the key, not from the server.
+        second, third = VendorKeyPair.generate(), VendorKeyPair.generate()
+        servicer.tamper["RegisterKey"] = lambda response: _with_key_id(response, "f" * 64)
+        with pytest.raises(VerificationError, match="reported key id 'f{64}', the key's id is"):
+            admin.register_key(other, second.public_key)
+        del servicer.tamper["RegisterKey"]
+        assert admin.register_key(other, third.public_key)[0] == third.key_id
+        # A server that logs a plain revocation when asked to record a compromise.
+        servicer.tamper_request["RevokeKey"] = not_compromised
+        with pytest.raises(VerificationError, match="records compromised False, the request said True"):
+            admin.revoke_key(other, key.key_id, compromised=True, reason="leaked")
+
+
+def _with_key_id(response: pb.KeyEventResponse, key_id: str) -> pb.KeyEventResponse:
+    altered = pb.KeyEventResponse()
+    altered.CopyFrom(response)
+    altered.key_id = key_id
+    return altered
+
+
+@pytest.mark.parametrize(("duplicate", "message"), [
+    (True, "names submitter"), (False, "different envelope than submitted"),
+], ids=["as-duplicate", "as-new"])
+def test_submit_receipt_for_another_vendors_entry_is_refused(
+    world: World, proxy: tuple[str, _TamperingProxy], duplicate: bool, message: str, tmp_path: Path
+) -> None:
+    address, servicer = proxy
+    other_id = f"o-{uuid.uuid4().hex[:12]}"
+    with world.client(world.server.admin_token, "admin") as admin:
+        admin.create_vendor(other_id)
+        other_key = VendorKeyPair.generate()
+        admin.register_key(other_id, other_key.public_key)
+        other_token = admin.issue_token(other_id, "vendor")
+    fixed = replace(VALIDATED, performed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    sample = hash_text(f"copied statement {other_id}")
+    mine, theirs = attest_samples(world.key, [sample], fixed), attest_samples(other_key, [sample], fixed)
+    assert Envelope.parse(mine.envelope).pae() == Envelope.parse(theirs.envelope).pae()
+    captured: list[pb.SubmitResponse] = []
+
+    def capture(response: pb.SubmitResponse) -> pb.SubmitResponse:
+        captured.append(response)
+        return response
+
+    def swap(response: pb.SubmitResponse) -> pb.SubmitResponse:
+        response.results[0].receipt.CopyFrom(captured[0].results[0].receipt)
+        response.results[0].receipt.duplicate = duplicate
+        return response
+
+    servicer.tamper["Submit"] = capture
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "v.json") as vendor:
+        assert vendor.submit([mine])[0].ok
+    servicer.tamper["Submit"] = swap
+    with (
+        LedgerClient(address, token=other_token, log_key=world.server.log_key,
+                     state_path=tmp_path / "o.json") as other,
+        pytest.raises(VerificationError, match=message),
+    ):
+        other.submit([theirs])
+
+
+# ---------------------------------------------------------------- review fixes: dedup and dates
+
+
+def test_same_statement_under_a_new_key_is_a_new_entry(world: World) -> None:
+    fixed = replace(CREATED, performed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    sample = hash_text(f"re-signed {world.vendor_id}")
+    first = attest_samples(world.key, [sample], fixed)
+    new_key = VendorKeyPair.generate()
+    with world.client(world.server.admin_token, "admin") as admin:
+        admin.register_key(world.vendor_id, new_key.public_key)
+    with world.client(world.vendor_token, "vendor") as vendor:
+        (logged,) = vendor.submit([first])
+        (again,) = vendor.submit([first])  # idempotent for the same key
+        (resigned,) = vendor.submit([attest_samples(new_key, [sample], fixed)])
+    assert logged.receipt and again.receipt and resigned.receipt
+    assert (again.receipt.index, again.receipt.duplicate) == (logged.receipt.index, True)
+    assert resigned.receipt.index != logged.receipt.index and not resigned.receipt.duplicate
+
+
+def test_future_performed_at_is_refused_by_the_service(world: World) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with world.client(world.vendor_token, "vendor") as vendor:
+        (future,) = vendor.submit([attest_samples(
+            world.key, [hash_text(f"future {world.vendor_id}")], replace(CREATED, performed_at=now + timedelta(days=1))
+        )])
+        (skewed,) = vendor.submit([attest_samples(
+            world.key, [hash_text(f"skewed {world.vendor_id}")], replace(CREATED, performed_at=now + timedelta(minutes=1))
+        )])
+    assert future.error is not None and future.error.code == "INVALID_ARGUMENT"
+    assert [f for f, _ in future.error.fields] == ["predicate.performedAt"]
+    assert skewed.ok, skewed.error
