@@ -19,6 +19,7 @@ import enum
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -242,13 +243,21 @@ class KeyRegistry:
 
     Mutable on purpose: the service applies each new event as it commits it and
     auditors replay millions of entries; every change goes through ``apply``.
+    The service's handler threads read it while the sequencer applies events:
+    anything that iterates or reads several fields holds ``_lock`` (single
+    ``dict.get``/``in`` lookups are atomic on their own).
     """
 
     vendors: dict[str, Vendor] = field(default_factory=dict)
     keys: dict[str, VendorKey] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def check(self, event: KeyEvent) -> None:
         """Raise InvalidInput if ``event`` cannot apply to the current state."""
+        with self._lock:
+            self._check(event)
+
+    def _check(self, event: KeyEvent) -> None:
         if event.type is KeyEventType.VENDOR_CREATED:
             if event.vendor_id in self.vendors:
                 raise InvalidInput("vendor_id", f"vendor {event.vendor_id!r} already exists")
@@ -270,7 +279,11 @@ class KeyRegistry:
                 raise InvalidInput("key_id", f"key {target} is already revoked")
 
     def apply(self, event: KeyEvent, index: int) -> None:
-        self.check(event)
+        with self._lock:
+            self._apply(event, index)
+
+    def _apply(self, event: KeyEvent, index: int) -> None:
+        self._check(event)
         if event.type is KeyEventType.VENDOR_CREATED:
             self.vendors[event.vendor_id] = Vendor(event.vendor_id, event.display_name, index)
             return
@@ -292,7 +305,8 @@ class KeyRegistry:
             )
 
     def vendor_keys(self, vendor_id: str) -> list[VendorKey]:
-        return [k for k in self.keys.values() if k.vendor_id == vendor_id]
+        with self._lock:
+            return [k for k in self.keys.values() if k.vendor_id == vendor_id]
 
     def candidate_keys(self, vendor_id: str, keyid_hints: Iterable[str]) -> list[VendorKey]:
         """The vendor's keys, those named by a DSSE keyid hint first.

@@ -3,7 +3,8 @@
 First start in an empty data directory creates the SQLite log, the log's Ed25519
 signing key (``log.key``, mode 0600) and an admin token (``admin.token``, mode
 0600). Later starts reuse them and refuse a database whose stored tree no longer
-matches its last signed checkpoint.
+matches its last signed checkpoint, or that is behind the high-water mark in
+``log.head`` (see :mod:`anchorlog.server.head`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from anchorlog.ledger.note import NoteSigner, open_note
 from anchorlog.ledger.store import LogStore
 from anchorlog.server.auth import FailureLimiter, Role, TokenStore
 from anchorlog.server.decoding import RejectUndecodable
+from anchorlog.server.head import HeadFile, check_store_reaches_head
 from anchorlog.server.sequencer import Sequencer
 from anchorlog.server.service import LedgerService, ServiceLimits
 from anchorlog.v1 import anchorlog_pb2 as pb
@@ -108,6 +110,13 @@ class RunningServer:
 
 
 def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
+    if config.limits.max_streams >= config.workers:
+        # Each open stream holds a worker thread: at the worker count, idle
+        # streams would leave no thread for any other call.
+        raise InvalidInput(
+            "max_streams",
+            f"{config.limits.max_streams} must be below the worker count ({config.workers})",
+        )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     signer = load_or_create_signer(config.data_dir, config.origin)
@@ -125,12 +134,18 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     def sign(checkpoint: Checkpoint) -> bytes:
         return sign_checkpoint(checkpoint, signer)
 
+    head_file = HeadFile(config.data_dir)
+    head = head_file.read(signer.verifier())
+    if head is not None:
+        check_store_reaches_head(store, head, head_file.path)
     key_entries = store.entries_by_index(store.key_event_indices())
     registry = replay_registry(
         ((i, key_entries[i].data) for i in sorted(key_entries)), signer.public_key
     )
-    sequencer = Sequencer(store, registry, sign)
-    store.ensure_checkpoint(sign=sign)
+    sequencer = Sequencer(store, registry, sign, on_commit=head_file.write)
+    latest = store.ensure_checkpoint(sign=sign)
+    if not store.read_only:
+        head_file.write(latest)
     tokens = TokenStore(config.data_dir / TOKENS_FILE)
     admin_token_path = config.data_dir / ADMIN_TOKEN_FILE
     if tokens.count() == 0:

@@ -8,10 +8,12 @@ the stored tree against its last checkpoint (the same check ``serve`` runs on
 start), and that checkpoint's signature with the log key when it is in the data
 directory.
 
-Tokens (``tokens.db``) and the log key are deliberately not in the backup: a
-restore is a new data directory holding the backup as ``ledger.db`` plus the
-original ``log.key`` (mode 0600); the server issues a fresh admin token on first
-start there.
+Tokens (``tokens.db``), the log key and the high-water mark ``log.head`` are
+deliberately not in the backup: a restore is a new data directory holding the
+backup as ``ledger.db`` plus the original ``log.key`` (mode 0600); the server
+issues a fresh admin token on first start there. A backup is older than the
+live log by design, so copying it back over a data directory that still holds
+``log.head`` is refused on start (see :mod:`anchorlog.server.head`).
 """
 
 from __future__ import annotations

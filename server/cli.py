@@ -75,6 +75,15 @@ def _configure_logging(level: str) -> None:
               show_default=True, type=click.IntRange(1), help="Items per SubmitStream call.")
 @click.option("--max-streams-per-principal", envvar="ANCHORLOG_MAX_STREAMS_PER_PRINCIPAL", default=8,
               show_default=True, type=click.IntRange(1), help="Concurrent streams per principal.")
+@click.option("--max-streams", envvar="ANCHORLOG_MAX_STREAMS", type=click.IntRange(0),
+              help="Concurrent streams in all; below --workers so unary calls keep threads "
+                   "[default: 3/4 of --workers].")
+@click.option("--stream-idle-seconds", envvar="ANCHORLOG_STREAM_IDLE_SECONDS", default=60.0,
+              show_default=True, type=click.FloatRange(0, min_open=True),
+              help="End a stream that sends no request for this long (DEADLINE_EXCEEDED).")
+@click.option("--max-stream-seconds", envvar="ANCHORLOG_MAX_STREAM_SECONDS", default=3600.0,
+              show_default=True, type=click.FloatRange(0, min_open=True),
+              help="End a stream open longer than this (DEADLINE_EXCEEDED).")
 @click.option("--max-entries-page", envvar="ANCHORLOG_MAX_ENTRIES_PAGE", default=1000, show_default=True,
               type=click.IntRange(1), help="Entries per GetEntries answer (clients page on).")
 @click.option("--max-entries-bytes", envvar="ANCHORLOG_MAX_ENTRIES_BYTES", default=16 << 20, show_default=True,
@@ -85,6 +94,7 @@ def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_k
           workers: int, auth_failures_per_minute: int, log_level: str, max_db_bytes: int | None,
           max_message_bytes: int, max_envelope_bytes: int, max_subjects: int, max_batch_digests: int,
           max_items_per_request: int, max_stream_items: int, max_streams_per_principal: int,
+          max_streams: int | None, stream_idle_seconds: float, max_stream_seconds: float,
           max_entries_page: int, max_entries_bytes: int, max_digests_per_query: int) -> None:
     """Run the ledger service until SIGTERM or SIGINT.
 
@@ -110,6 +120,8 @@ def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_k
                 ),
                 max_items_per_request=max_items_per_request, max_stream_items=max_stream_items,
                 max_streams_per_principal=max_streams_per_principal,
+                max_streams=workers * 3 // 4 if max_streams is None else max_streams,
+                stream_idle_seconds=stream_idle_seconds, max_stream_seconds=max_stream_seconds,
                 max_entries_page=max_entries_page, max_digests_per_query=max_digests_per_query,
                 max_entries_bytes=min(max_entries_bytes, max_message_bytes // 2),
             ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -87,8 +88,17 @@ class ServiceLimits:
     # below the message limit (at least one entry is always sent).
     max_entries_bytes: int = 16 << 20
     max_streams_per_principal: int = 8
+    # All streams together; must stay below the worker count, since each open
+    # stream holds a worker thread and unary RPCs need one too.
+    max_streams: int = 12
+    # A stream that sends no request for this long, or stays open longer, is ended.
+    stream_idle_seconds: float = 60.0
+    max_stream_seconds: float = 3600.0
     stream_window: int = 2048
-    batch_tree_cache: int = 16
+    # Batch trees kept for provenance paths, by (estimated) bytes of memory.
+    batch_tree_cache_bytes: int = 256 << 20
+    # Status facts cached per stream (entries parsed once per stream).
+    fact_cache: int = 4096
 
 
 def _checkpoint_pb(cp: SignedCheckpoint) -> pb.Checkpoint:
@@ -101,24 +111,132 @@ def _digest(value: bytes, field_name: str) -> bytes:
     return value
 
 
-class _StreamSlots:
-    """Concurrent streams per principal, bounded."""
+class StreamExpired(Cancelled):
+    """The server ended a stream that sat idle or stayed open past its limit."""
 
-    def __init__(self, limit: int) -> None:
+
+class _StreamSlots:
+    """Concurrent streams per principal and in all, bounded."""
+
+    def __init__(self, limit: int, total_limit: int) -> None:
         self._limit = limit
+        self._total_limit = total_limit
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
+        self._total = 0
 
     def acquire(self, principal: str) -> None:
         with self._lock:
             count = self._open.get(principal, 0)
             if count >= self._limit:
                 raise Exhausted(f"at most {self._limit} concurrent streams per principal")
+            if self._total >= self._total_limit:
+                raise Exhausted(
+                    f"the server has its limit of {self._total_limit} streams open; try again later"
+                )
             self._open[principal] = count + 1
+            self._total += 1
 
     def release(self, principal: str) -> None:
         with self._lock:
             self._open[principal] -= 1
+            if not self._open[principal]:
+                del self._open[principal]
+            self._total -= 1
+
+
+class _StreamClock:
+    """How long a stream may still wait for its caller: idle and total limits."""
+
+    def __init__(self, idle: float, longest: float) -> None:
+        self._idle = idle
+        self._longest = longest
+        self._end = time.monotonic() + longest
+
+    def get(self, source: queue.Queue[T], context: grpc.ServicerContext) -> T:
+        """The next item from ``source``; StreamExpired once a limit passes, Cancelled if the caller left."""
+        idle_end = time.monotonic() + self._idle
+        while True:
+            now = time.monotonic()
+            if now >= self._end:
+                raise StreamExpired(
+                    f"stream open longer than the server's limit of {self._longest:g} s; "
+                    "open a new one to go on"
+                )
+            if now >= idle_end:
+                raise StreamExpired(
+                    f"no request on this stream for {self._idle:g} s; ended to free its slot"
+                )
+            try:
+                # Short waits: a caller that cancelled frees the thread promptly.
+                return source.get(timeout=min(idle_end - now, self._end - now, 0.25))
+            except queue.Empty:
+                if not context.is_active():
+                    raise Cancelled("the stream was cancelled or its deadline passed") from None
+
+
+def _put_while_wanted(
+    target: queue.Queue[T], item: T, context: grpc.ServicerContext, stop: threading.Event
+) -> bool:
+    """Put ``item``, giving up once the RPC is over or its consumer stopped."""
+    while not stop.is_set() and context.is_active():
+        try:
+            target.put(item, timeout=0.25)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class _BatchTreeCache:
+    """Batch trees by entry index, bounded by bytes; each tree is built once at a time.
+
+    A 1M-digest batch's tree takes ~100 MB: a count bound alone could keep
+    gigabytes, and concurrent queries for one batch must not each build it.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._trees: OrderedDict[int, tuple[BatchTree, int]] = OrderedDict()
+        self._building: dict[int, Future[BatchTree]] = {}
+        self._bytes = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def get(self, index: int, build: Callable[[], tuple[BatchTree, int]]) -> BatchTree:
+        """The tree of entry ``index``; ``build`` gives (tree, its size in bytes)."""
+        with self._lock:
+            hit = self._trees.get(index)
+            if hit is not None:
+                self._trees.move_to_end(index)
+                return hit[0]
+            building = self._building.get(index)
+            if building is None:
+                mine: Future[BatchTree] = Future()
+                self._building[index] = mine
+        if building is not None:
+            return building.result()
+        try:
+            tree, size = build()
+        except BaseException as exc:
+            with self._lock:
+                del self._building[index]
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            del self._building[index]
+            if size <= self._max_bytes:
+                self._trees[index] = (tree, size)
+                self._bytes += size
+                while self._bytes > self._max_bytes:
+                    _, (_, dropped) = self._trees.popitem(last=False)
+                    self._bytes -= dropped
+        mine.set_result(tree)
+        return tree
 
 
 class _FactCache:
@@ -163,9 +281,8 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._signer = signer
         self._limits = limits
         self._failures = failures
-        self._streams = _StreamSlots(limits.max_streams_per_principal)
-        self._batch_trees: OrderedDict[int, BatchTree] = OrderedDict()
-        self._batch_lock = threading.Lock()
+        self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
+        self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
 
     # ------------------------------------------------------------ plumbing
 
@@ -216,6 +333,13 @@ class LedgerService(pb_grpc.LedgerServicer):
         except Exception as exc:  # noqa: BLE001
             self._refuse(rpc, principal, context, exc)
             return
+        # Backstop for a handler stuck sending to a caller that never reads: the
+        # idle and total limits are checked between requests, this cancels outright.
+        watchdog = threading.Timer(
+            self._limits.max_stream_seconds + self._limits.stream_idle_seconds, context.cancel
+        )
+        watchdog.daemon = True
+        watchdog.start()
         try:
             yield from handler(principal)
         except grpc.RpcError:
@@ -224,6 +348,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         except Exception as exc:  # noqa: BLE001
             self._refuse(rpc, principal, context, exc)
         finally:
+            watchdog.cancel()
             self._streams.release(principal.name)
         log.debug("%s by %s: OK", rpc, principal.name)
 
@@ -341,6 +466,8 @@ class LedgerService(pb_grpc.LedgerServicer):
                 maxsize=self._limits.stream_window
             )
             failure: list[BaseException] = []
+            # Set when the consumer below is gone: the feeder must not block on a full window.
+            stopped = threading.Event()
 
             def feed() -> None:
                 try:
@@ -352,69 +479,101 @@ class LedgerService(pb_grpc.LedgerServicer):
                         try:
                             prepared = self._prepare(item, principal)
                         except Exception as exc:  # noqa: BLE001 - per item
-                            pending.put((position, exc))
+                            if not _put_while_wanted(pending, (position, exc), context, stopped):
+                                return
                             continue
                         self._still_wanted(context)
-                        pending.put((position, self._sequencer.submit([prepared])))
+                        queued = self._sequencer.submit([prepared])
+                        if not _put_while_wanted(pending, (position, queued), context, stopped):
+                            return
                 except Exception as exc:  # noqa: BLE001 - ends the stream
                     failure.append(exc)
                 finally:
-                    pending.put(None)
+                    _put_while_wanted(pending, None, context, stopped)
 
+            clock = _StreamClock(self._limits.stream_idle_seconds, self._limits.max_stream_seconds)
             feeder = threading.Thread(target=feed, name="anchorlog-submit-feed", daemon=True)
             feeder.start()
-            while True:
-                got = pending.get()
-                if got is None:
-                    break
-                position, outcome = got
-                if isinstance(outcome, BaseException):
-                    yield self._settle(position, outcome)
-                else:
-                    yield self._settle(position, outcome.result()[0])
+            try:
+                while True:
+                    got = clock.get(pending, context)
+                    if got is None:
+                        break
+                    position, outcome = got
+                    if isinstance(outcome, BaseException):
+                        yield self._settle(position, outcome)
+                    else:
+                        yield self._settle(position, outcome.result()[0])
+            finally:
+                stopped.set()
             feeder.join()
             if failure:
                 raise failure[0]
 
         return self._guard_stream("SubmitStream", context, handle)
 
+    def _timed_requests(self, requests: Iterator[T], context: grpc.ServicerContext) -> Iterator[T]:
+        """``requests`` read by a helper thread, so idle and total stream limits apply."""
+        inbox: queue.Queue[tuple[T | None, BaseException | None, bool]] = queue.Queue(maxsize=1)
+        stopped = threading.Event()
+
+        def pull() -> None:
+            try:
+                for request in requests:
+                    if not _put_while_wanted(inbox, (request, None, False), context, stopped):
+                        return
+            except Exception as exc:  # noqa: BLE001 - handed to the handler thread
+                _put_while_wanted(inbox, (None, exc, True), context, stopped)
+                return
+            _put_while_wanted(inbox, (None, None, True), context, stopped)
+
+        clock = _StreamClock(self._limits.stream_idle_seconds, self._limits.max_stream_seconds)
+        threading.Thread(target=pull, name="anchorlog-stream-reader", daemon=True).start()
+        try:
+            while True:
+                request, error, finished = clock.get(inbox, context)
+                if error is not None:
+                    raise error
+                if finished:
+                    return
+                assert request is not None
+                yield request
+        finally:
+            stopped.set()
+
     # ------------------------------------------------------------ query
 
     def _batch_tree(self, index: int) -> BatchTree:
-        with self._batch_lock:
-            tree = self._batch_trees.get(index)
-            if tree is not None:
-                self._batch_trees.move_to_end(index)
-                return tree
-        tree = BatchTree(parse_batch_digests(self._store.batch_digests(index), max_count=1 << 40))
-        with self._batch_lock:
-            self._batch_trees[index] = tree
-            while len(self._batch_trees) > self._limits.batch_tree_cache:
-                self._batch_trees.popitem(last=False)
-        return tree
+        def build() -> tuple[BatchTree, int]:
+            blob = self._store.batch_digests(index)
+            tree = BatchTree(parse_batch_digests(blob, max_count=1 << 40))
+            # The digests, the leaf level and all parent levels together.
+            return tree, 3 * len(blob)
 
-    def _store_has_batch(self, index: int) -> bool:
-        try:
-            self._batch_tree(index)
-        except NotFound:
-            return False
-        return True
+        return self._batch_trees.get(index, build)
 
     def _provenance(
         self, digests: Iterable[bytes], size: int, sent: set[int], facts_seen: _FactCache
     ) -> tuple[list[pb.DigestProvenance], list[pb.ProvedEntry]]:
         records: list[pb.DigestProvenance] = []
         needed: dict[int, StoredEntry] = {}
+        digests = list(digests)
         for position, digest in enumerate(digests):
             _digest(digest, f"digests[{position}]")
-            hits = self._store.lookup(digest, below=size)
-            entries = self._store.entries_by_index(hits)
-            revocations = self._store.revocations(hits, below=size)
+        # A handful of queries for the whole message, not four per digest.
+        hits_of = self._store.lookup_many(digests, below=size)
+        all_hits = {i for found in hits_of.values() for i in found}
+        entries = self._store.entries_by_index(all_hits)
+        all_revocations = self._store.revocations(all_hits, below=size)
+        batched = self._store.batched(all_hits)
+        for digest in digests:
+            hits = hits_of.get(digest, [])
+            revocations = {i: all_revocations[i] for i in hits if i in all_revocations}
             record = pb.DigestProvenance(digest=digest)
             facts: list[AttestationFact] = []
             for index in hits:
                 hit = pb.DigestHit(entry_index=index)
-                if self._store_has_batch(index):
+                if index in batched:
                     path = self._batch_tree(index).path(digest)
                     hit.batch_path.CopyFrom(
                         pb.BatchPath(
@@ -487,9 +646,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             cp = self._latest()
             sent: set[int] = set()
             # Many digests share one entry (a large statement): parse it once per stream.
-            facts_seen = _FactCache(self._limits.batch_tree_cache * 256)
+            facts_seen = _FactCache(self._limits.fact_cache)
             first = True
-            for query in request_iterator:
+            for query in self._timed_requests(request_iterator, context):
                 self._still_wanted(context)
                 if len(query.digests) > self._limits.max_digests_per_query:
                     raise Exhausted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -46,7 +47,8 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
+                 startup_timeout: float = 30.0) -> ServerProcess:
     """Start `anchorlog serve` on port 0 and wait until it says where it listens."""
     command = [sys.executable, "-m", "anchorlog.client.cli", "serve", "--data", str(data_dir),
                "--listen", "127.0.0.1:0", *extra]
@@ -58,12 +60,23 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
         )
     lines: list[str] = []
     address = log_key = ""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + startup_timeout
     assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
+    # Wait for output with a timeout: a server that is alive but silent must not
+    # hang the test past the deadline (readline alone would block forever).
+    waiting = selectors.DefaultSelector()
+    waiting.register(process.stdout, selectors.EVENT_READ)
+    pending = ""
+    while (remaining := deadline - time.monotonic()) > 0:
+        if "\n" not in pending:
+            if not waiting.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536).decode(errors="replace")
+            if not chunk:
+                break
+            pending += chunk
+            continue
+        line, pending = pending.split("\n", 1)
         lines.append(line.rstrip("\n"))
         if m := re.match(r"anchorlog serving on (\S+)", line):
             address = m.group(1)
@@ -71,6 +84,7 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None)
             log_key = m.group(1)
         if line.startswith("log size:"):
             break
+    waiting.close()
     if not address or not log_key:
         process.kill()
         process.communicate(timeout=10)

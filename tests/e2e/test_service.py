@@ -338,37 +338,55 @@ def test_inclusion_and_consistency_reads(world: World) -> None:
 
 
 def test_deadlines_end_hanging_streams_and_free_their_slots(world: World) -> None:
-    """Streams whose deadline passes are ended server-side: the per-principal slots come back."""
+    """Streams that are cancelled or whose deadline passes are ended server-side: the slots come back."""
     token = world.stub.IssueToken(pb.IssueTokenRequest(principal="slow-reader", role=pb.ROLE_READER),
                                   metadata=world.admin).token
     release = threading.Event()
     query = pb.ProvenanceQuery(digests=[b"\x05" * 32])
-    calls = [world.stub.StreamProvenance(blocking_requests(query, release), metadata=auth(token), timeout=3)
+
+    def fresh_stream() -> list[pb.ProvenanceResponse]:
+        """A one-query stream, retried while ended streams are still giving their slots back."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return list(world.stub.StreamProvenance(iter([query]), metadata=auth(token), timeout=30))
+            except grpc.RpcError as error:
+                assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() < deadline, "ended streams never gave their slots back"
+                time.sleep(0.1)
+
+    # Long deadlines while the slots are being filled: nothing here races a clock.
+    calls = [world.stub.StreamProvenance(blocking_requests(query, release), metadata=auth(token), timeout=120)
              for _ in range(STREAM_LIMIT)]
     try:
         for call in calls:
             next(call)  # the handler is running and holds a slot
         with pytest.raises(grpc.RpcError) as crowded:
-            list(world.stub.StreamProvenance(iter([query]), metadata=auth(token), timeout=10))
+            list(world.stub.StreamProvenance(iter([query]), metadata=auth(token), timeout=30))
         assert crowded.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert f"at most {STREAM_LIMIT} concurrent streams" in crowded.value.details()
-        for call in calls:
+        # A cancelled stream gives its slot back.
+        calls[0].cancel()
+        assert fresh_stream()[0].digests[0].status_hint == "unknown"
+        # So does one whose (short) deadline passes while it hangs: it is opened
+        # alone in the freed slot, so the short deadline covers nothing else.
+        deadline = time.monotonic() + 20
+        while True:
+            expiring = world.stub.StreamProvenance(blocking_requests(query, release), metadata=auth(token),
+                                                   timeout=2)
             with pytest.raises(grpc.RpcError) as expired:
-                next(call)
-            assert expired.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                next(expiring)
+                next(expiring)
+            if expired.value.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                break
+            assert time.monotonic() < deadline, "the previous stream never gave its slot back"
+            time.sleep(0.1)
+        assert expired.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert fresh_stream()[0].digests[0].status_hint == "unknown"
     finally:
         release.set()
-    # The server notices the expired deadlines on its own and frees the slots.
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            answer = list(world.stub.StreamProvenance(iter([query]), metadata=auth(token), timeout=10))
-            break
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert time.monotonic() < deadline, "expired streams never gave their slots back"
-            time.sleep(0.1)
-    assert answer[0].digests[0].status_hint == "unknown"
+        for call in calls:
+            call.cancel()
 
 
 def test_health_and_reflection(world: World) -> None:

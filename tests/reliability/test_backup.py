@@ -52,7 +52,11 @@ def test_online_backup_under_writes_restores_serves_and_verifies(tmp_path: Path)
         for thread in threads:
             thread.start()
         target.up(server.address)
+        deadline = time.monotonic() + 60
         while len(book.snapshot()) < 50:
+            # A submitter that fails would never get there: stop at once and say why.
+            assert book.failures == [], book.failures
+            assert time.monotonic() < deadline, f"only {len(book.snapshot())} receipts in 60 s"
             time.sleep(0.05)
         acknowledged_before = book.snapshot()
         out = tmp_path / "backup.db"
