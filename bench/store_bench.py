@@ -101,10 +101,10 @@ def main() -> None:
             indices = [rng.randrange(n) for _ in range(options.proofs)]
             pairs = [sorted((rng.randrange(1, n + 1), rng.randrange(1, n + 1))) for _ in range(options.proofs)]
             inclusion = median_rate(
-                options.runs, options.proofs, lambda: [store.inclusion_proof(i, n) for i in indices]
+                options.runs, options.proofs, lambda n=n, indices=indices: [store.inclusion_proof(i, n) for i in indices]
             )
             consistency = median_rate(
-                options.runs, options.proofs, lambda: [store.consistency_proof(a, b) for a, b in pairs]
+                options.runs, options.proofs, lambda pairs=pairs: [store.consistency_proof(a, b) for a, b in pairs]
             )
             db_bytes = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*"))
             results.append({

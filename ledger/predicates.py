@@ -125,7 +125,8 @@ def parse_time(value: object, field: str) -> datetime:
     if not isinstance(value, str) or not _TIME_RE.fullmatch(value):
         raise InvalidInput(field, "must be an RFC 3339 UTC time like 2026-01-31T12:00:00Z")
     try:
-        return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+        # The pattern fixed the shape; fromisoformat checks the ranges ~20x faster than strptime.
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
     except ValueError:
         raise InvalidInput(field, f"{value!r} is not a valid date and time") from None
 

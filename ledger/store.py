@@ -19,11 +19,12 @@ import hashlib
 import hmac
 import sqlite3
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import pathname2url
 
-import sqlite_utils
 from anchorlog.ledger.checkpoint import Checkpoint
 from anchorlog.ledger.entry import ZERO_HASH, EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import (
@@ -42,6 +43,7 @@ from anchorlog.ledger.merkle import (
     frontier_root,
     inclusion_plan,
     leaf_hash,
+    node_hash,
     range_nodes,
 )
 
@@ -164,6 +166,87 @@ def _map_write_error(exc: sqlite3.Error) -> Exception:
     return StorageUnavailable(f"database write failed: {exc}")
 
 
+# Tree levels at and above this one are kept in memory (about size / 2**HOT_LEVEL
+# nodes); a random inclusion proof then reads at most HOT_LEVEL nodes from disk.
+HOT_LEVEL = 8
+# Every node of the newest leaves stays in memory too, so receipts for a group
+# just appended (and lookups of recent entries) need no read at all.
+RECENT_LEAVES = 1 << 15
+# Right-edge hashes are kept for this many recent tree sizes (pinned checkpoints).
+EDGE_SIZES = 256
+
+
+def _edge_hashes(size: int, frontier: Sequence[bytes]) -> dict[int, bytes]:
+    """MTH of leaves [begin, size) for every begin where the frontier splits.
+
+    Every proof element that ends at the tree's right edge covers exactly such a
+    range (an aligned range ending at ``size`` is a suffix of the frontier), so
+    these few hashes replace the folds a proof would otherwise do.
+    """
+    begins = []
+    begin = 0
+    for bit in reversed(range(size.bit_length())):
+        if size >> bit & 1:
+            begins.append(begin)
+            begin += 1 << bit
+    out: dict[int, bytes] = {}
+    acc = b""
+    for begin, h in zip(reversed(begins), reversed(frontier), strict=True):
+        acc = node_hash(h, acc) if acc else h
+        out[begin] = acc
+    return out
+
+
+class _ProofCache:
+    """Tree nodes and right-edge hashes held in memory for fast proofs.
+
+    Holds only committed, immutable values (a perfect subtree's hash never
+    changes), added after the transaction that wrote them commits, so a reader
+    can never see a value the database does not hold. Single-key dict reads and
+    writes are atomic in CPython, so readers take no lock.
+    """
+
+    def __init__(self, hot_level: int) -> None:
+        self.hot_level = hot_level
+        # Keyed by node_key(level, index): an int hashes faster than a tuple.
+        self.nodes: dict[int, bytes] = {}
+        self._recent: deque[tuple[int, list[int]]] = deque()
+        self._recent_leaves = 0
+        self.edges: OrderedDict[int, dict[int, bytes]] = OrderedDict()
+
+    def load_hot(self, conn: sqlite3.Connection) -> None:
+        for level, idx, h in conn.execute(
+            "SELECT level, idx, hash FROM nodes WHERE level >= ?", (max(1, self.hot_level),)
+        ):
+            self.nodes[idx << 6 | level] = h
+        if self.hot_level == 0:
+            for idx, h in conn.execute("SELECT idx, leaf_hash FROM entries"):
+                self.nodes[idx << 6] = h
+
+    def committed(
+        self, size: int, frontier: Sequence[bytes], new_nodes: Sequence[tuple[NodeID, bytes]]
+    ) -> None:
+        keys = []
+        leaves = 0
+        for node, h in new_nodes:
+            key = node.index << 6 | node.level
+            self.nodes[key] = h
+            if node.level < self.hot_level:
+                keys.append(key)
+            leaves += node.level == 0
+        if keys:
+            self._recent.append((leaves, keys))
+            self._recent_leaves += leaves
+        while self._recent_leaves > RECENT_LEAVES and len(self._recent) > 1:
+            count, old = self._recent.popleft()
+            self._recent_leaves -= count
+            for key in old:
+                self.nodes.pop(key, None)
+        self.edges[size] = _edge_hashes(size, frontier)
+        while len(self.edges) > EDGE_SIZES:
+            self.edges.popitem(last=False)
+
+
 class LogStore:
     """An append-only RFC 6962 log in one SQLite file.
 
@@ -172,52 +255,106 @@ class LogStore:
     beyond SQLite's WAL snapshot rules.
     """
 
-    def __init__(self, path: str | Path, *, origin: str, check_on_open: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        origin: str,
+        check_on_open: bool = True,
+        max_bytes: int | None = None,
+        hot_level: int = HOT_LEVEL,
+    ) -> None:
         self.path = Path(path)
         self.origin = origin
+        # A DB file with no write bit is opened read-only even by root (who would
+        # otherwise write through chmod): appends then fail with SQLite's real
+        # SQLITE_READONLY and map to StorageUnavailable, while reads keep working.
+        self.read_only = self.path.exists() and not self.path.stat().st_mode & 0o222
+        # Cap on the database size (PRAGMA max_page_count): past it an append
+        # fails with SQLITE_FULL exactly as on a full disk, and nothing is written.
+        if max_bytes is not None and max_bytes < 1:
+            raise InvalidInput("max_bytes", "must be positive")
+        self.max_bytes = max_bytes
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect()
         self._migrate()
-        self._size, self._frontier, self._last_hash = self._load_tree()
-        self._latest = self._load_latest_checkpoint()
-        if check_on_open:
-            self.check_integrity(OPEN_CHECK_ENTRIES)
+        try:
+            self._size, self._frontier, self._last_hash = self._load_tree()
+            self._latest = self._load_latest_checkpoint()
+            if check_on_open:
+                self.check_integrity(OPEN_CHECK_ENTRIES)
+            # hot_level=0 keeps the whole tree in memory (small logs, benchmarks).
+            self._proofs = _ProofCache(hot_level)
+            self._proofs.load_hot(self._writer)
+            self._proofs.committed(self._size, self._frontier, ())
+        except TamperedStoreError as exc:
+            # Say what it means for the operator, then the precise cause.
+            self._writer.close()
+            raise TamperedStoreError(
+                f"{self.path}: the stored tree no longer matches the last signed checkpoint: {exc}"
+            ) from None
 
     # ------------------------------------------------------------ setup
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if self.read_only:
+            conn = sqlite3.connect(
+                self._read_only_uri(), uri=True, isolation_level=None, check_same_thread=False, timeout=30
+            )
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        if self.max_bytes is not None:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            # SQLite never lowers the cap below the current size: a full log stays full.
+            conn.execute(f"PRAGMA max_page_count={max(1, self.max_bytes // page_size)}")
         return conn
 
+    def _read_only_uri(self) -> str:
+        return f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"
+
     def _migrate(self) -> None:
-        db = sqlite_utils.Database(self._writer)
         current = 0
-        if db["schema_version"].exists():
+        has_versions = self._writer.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if has_versions:
             row = self._writer.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] or 0
         if current > SCHEMA_VERSION:
             raise StorageUnavailable(
                 f"database schema version {current} is newer than this anchorlog ({SCHEMA_VERSION})"
             )
+        if self.read_only:
+            if current < SCHEMA_VERSION:
+                raise StorageUnavailable(f"{self.path} is read-only and holds no anchorlog schema")
+            self._check_origin()
+            return
         self._writer.executescript(_SCHEMA + _append_only_triggers())
         if current < SCHEMA_VERSION:
             import time
 
-            db["schema_version"].insert(
+            # Imported only to migrate: sqlite_utils pulls in pandas when it is
+            # installed, which would add seconds to every start.
+            import sqlite_utils
+
+            sqlite_utils.Database(self._writer)["schema_version"].insert(
                 {"version": SCHEMA_VERSION, "applied_ms": int(time.time() * 1000)}
             )
+        self._check_origin()
+
+    def _check_origin(self) -> None:
         stored_origin = self._writer.execute(
             "SELECT value FROM meta WHERE key = 'origin'"
         ).fetchone()
-        if stored_origin is None:
+        if stored_origin is None and not self.read_only:
             self._writer.execute("INSERT INTO meta(key, value) VALUES ('origin', ?)", (self.origin,))
-        elif stored_origin[0] != self.origin:
+        elif stored_origin is None or stored_origin[0] != self.origin:
             raise InvalidInput(
                 "origin", f"database belongs to log {stored_origin[0]!r}, not {self.origin!r}"
             )
@@ -226,7 +363,8 @@ class LogStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self._read_only_uri() if self.read_only else str(self.path),
+                uri=self.read_only, isolation_level=None, check_same_thread=False, timeout=30,
             )
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
@@ -242,14 +380,14 @@ class LogStore:
             self._writer.close()
 
     def _load_tree(self) -> tuple[int, tuple[bytes, ...], bytes]:
-        row = self._writer.execute("SELECT max(idx), count(*) FROM entries").fetchone()
+        # No count(*): it reads every page of the table (seconds at 10^7 entries).
+        # A missing row among the newest entries fails check_integrity's re-hash
+        # (the chain link across the gap, or the row count of the window); older
+        # rows are the full audit's job, and any proof touching one fails.
+        row = self._writer.execute("SELECT max(idx) FROM entries").fetchone()
         if row[0] is None:
             return 0, (), ZERO_HASH
         size = row[0] + 1
-        if row[1] != size:
-            raise TamperedStoreError(
-                f"entries table has {row[1]} rows but its highest index is {row[0]}: entries are missing"
-            )
         ids = range_nodes(0, size)
         found = self._read_nodes(self._writer, ids)
         missing = [n for n in ids if n not in found]
@@ -296,13 +434,19 @@ class LogStore:
         """Re-hash entries [start, end): leaf hash, index field and chain link."""
         previous = ZERO_HASH
         if start > 0:
-            previous = self.leaf_hashes(start - 1, start)[0]
+            before = self.leaf_hashes(start - 1, start)
+            if not before:
+                raise TamperedStoreError(f"entry {start - 1} is missing")
+            previous = before[0]
+        expected = start
         # CAST: an edited row may hold TEXT, which must be checked, not crash the decoder.
         for index, data, stored_hash in self._writer.execute(
             "SELECT idx, CAST(data AS BLOB), CAST(leaf_hash AS BLOB) FROM entries "
             "WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         ):
+            if index != expected:
+                raise TamperedStoreError(f"entries {expected}..{index - 1} are missing")
             if not hmac.compare_digest(leaf_hash(data), stored_hash):
                 raise TamperedStoreError(f"entry {index}: bytes do not match the stored leaf hash")
             try:
@@ -313,7 +457,10 @@ class LogStore:
                 raise TamperedStoreError(f"entry {index}: encodes index {entry.index}")
             if not hmac.compare_digest(entry.previous_hash, previous):
                 raise TamperedStoreError(f"entry {index}: hash chain link to entry {index - 1} broken")
+            expected = index + 1
             previous = stored_hash
+        if expected != end:
+            raise TamperedStoreError(f"entries {expected}..{end - 1} are missing")
 
     # ------------------------------------------------------------ state
 
@@ -366,7 +513,9 @@ class LogStore:
             except BaseException:
                 self._rollback(conn)
                 raise
-            self._size, self._frontier, self._last_hash, self._latest = state
+            self._size, self._frontier, self._last_hash, self._latest, new_nodes = state
+            if new_nodes:
+                self._proofs.committed(self._size, self._frontier, new_nodes)
             return result
 
     @staticmethod
@@ -382,7 +531,10 @@ class LogStore:
         items: Sequence[PendingEntry],
         now_ms: int,
         sign: CheckpointSigner,
-    ) -> tuple[AppendResult, tuple[int, tuple[bytes, ...], bytes, SignedCheckpoint | None]]:
+    ) -> tuple[
+        AppendResult,
+        tuple[int, tuple[bytes, ...], bytes, SignedCheckpoint | None, tuple[tuple[NodeID, bytes], ...]],
+    ]:
         size, previous = self._size, self._last_hash
         by_key: dict[bytes, StoredEntry] = {}
         out: list[StoredEntry] = []
@@ -394,8 +546,9 @@ class LogStore:
         revocation_rows: list[tuple[int, int]] = []
         key_rows: list[tuple[int]] = []
         dedup_rows: list[tuple[bytes, int]] = []
+        in_log = self._find_duplicates(conn, [item.dedup_key for item in items])
         for item in items:
-            known = by_key.get(item.dedup_key) or self._find_duplicate(conn, item.dedup_key)
+            known = by_key.get(item.dedup_key) or in_log.get(item.dedup_key)
             if known is not None:
                 out.append(known)
                 duplicate.append(True)
@@ -427,7 +580,7 @@ class LogStore:
             latest = self._latest
             if latest is None:
                 latest = self._sign_and_store(conn, 0, EMPTY_ROOT, sign)
-            state = (self._size, self._frontier, self._last_hash, latest)
+            state = (self._size, self._frontier, self._last_hash, latest, ())
             return AppendResult(tuple(out), tuple(duplicate), latest), state
         for target, _ in revocation_rows:
             if target >= size + len(new_entries):
@@ -445,7 +598,7 @@ class LogStore:
         conn.executemany("INSERT INTO key_events(idx) VALUES (?)", key_rows)
         new_size = size + len(new_entries)
         checkpoint = self._sign_and_store(conn, new_size, grown.root, sign)
-        state = (new_size, grown.frontier, previous, checkpoint)
+        state = (new_size, grown.frontier, previous, checkpoint, grown.new_nodes)
         return AppendResult(tuple(out), tuple(duplicate), checkpoint), state
 
     def _sign_and_store(
@@ -460,13 +613,19 @@ class LogStore:
         return self.append([], now_ms=0, sign=sign).checkpoint
 
     @staticmethod
-    def _find_duplicate(conn: sqlite3.Connection, key: bytes) -> StoredEntry | None:
-        row = conn.execute(
-            "SELECT e.idx, e.data, e.leaf_hash FROM dedup d JOIN entries e ON e.idx = d.idx "
-            "WHERE d.key = ?",
-            (key,),
-        ).fetchone()
-        return None if row is None else StoredEntry(*row)
+    def _find_duplicates(conn: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, StoredEntry]:
+        """Entries already in the log for any of ``keys``: one query per 500 keys, not per key."""
+        found: dict[bytes, StoredEntry] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, idx, data, lh in conn.execute(
+                "SELECT d.key, e.idx, e.data, e.leaf_hash FROM dedup d JOIN entries e ON e.idx = d.idx "
+                f"WHERE d.key IN ({marks})",
+                chunk,
+            ):
+                found[key] = StoredEntry(idx, data, lh)
+        return found
 
     # ------------------------------------------------------------ reads
 
@@ -522,15 +681,28 @@ class LogStore:
         if inner:
             values = ",".join("(?, ?)" for _ in inner)
             params = [v for n in inner for v in (n.level, n.index)]
+            # A join from the wanted IDs searches the primary key per ID; the
+            # row-value `IN (VALUES ...)` form made SQLite scan the whole table.
             for level, idx, h in conn.execute(
-                f"SELECT level, idx, hash FROM nodes WHERE (level, idx) IN (VALUES {values})",
+                f"SELECT n.level, n.idx, n.hash FROM (VALUES {values}) AS v "
+                "JOIN nodes AS n ON n.level = v.column1 AND n.idx = v.column2",
                 params,
             ):
                 found[NodeID(level, idx)] = h
         return found
 
     def _nodes(self, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
-        found = self._read_nodes(self._reader(), ids)
+        cached = self._proofs.nodes
+        found: dict[NodeID, bytes] = {}
+        missing_ids = []
+        for node in ids:
+            h = cached.get(node.index << 6 | node.level)
+            if h is None:
+                missing_ids.append(node)
+            else:
+                found[node] = h
+        if missing_ids:
+            found.update(self._read_nodes(self._reader(), missing_ids))
         if len(found) != len(set(ids)):
             missing = sorted(set(ids) - set(found))
             raise TamperedStoreError(f"stored tree is missing nodes {missing[:5]}")
@@ -540,8 +712,74 @@ class LogStore:
         self._check_size(size)
         if not 0 <= index < size:
             raise InvalidInput("index", f"{index} is not below the tree size {size}")
+        edges = self._proofs.edges.get(size)
+        if edges is not None:
+            return self._inclusion_from_edges(index, size, edges)
         plan = inclusion_plan(index, size)
         return plan.assemble(self._nodes(plan.node_ids()))
+
+    def _inclusion_from_edges(self, index: int, size: int, edges: dict[int, bytes]) -> list[bytes]:
+        """The audit path from cached nodes and right-edge hashes, leaf first.
+
+        Bottom-up, as RFC 9162 §2.1.3.2 walks it: at each level the sibling is
+        a perfect subtree (one node, from memory or else read from disk), or
+        the partial range [begin, size) on the right edge, whose hash ``edges``
+        holds, or absent where the last node of a level is carried up.
+        """
+        cached = self._proofs.nodes
+        proof: list[bytes] = []
+        unread: list[tuple[int, int, int]] = []  # (position in proof, level, index)
+        fn, sn, level = index, size - 1, 0
+        while sn:
+            if fn & 1:
+                sibling = fn - 1
+            elif fn < sn:
+                sibling = fn + 1
+                if (sibling + 1) << level > size:
+                    proof.append(edges[sibling << level])
+                    fn >>= 1
+                    sn >>= 1
+                    level += 1
+                    continue
+            else:
+                fn >>= 1
+                sn >>= 1
+                level += 1
+                continue
+            h = cached.get(sibling << 6 | level)
+            if h is None:
+                unread.append((len(proof), level, sibling))
+                h = b""
+            proof.append(h)
+            fn >>= 1
+            sn >>= 1
+            level += 1
+        if unread:
+            found = self._read_path_nodes([(lvl, idx) for _, lvl, idx in unread])
+            for position, lvl, idx in unread:
+                proof[position] = found[(lvl, idx)]
+        return proof
+
+    def _read_path_nodes(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Nodes of one audit path in a single query (at most one of them is a leaf)."""
+        leaves = [idx for level, idx in wanted if level == 0]
+        inner = [(level, idx) for level, idx in wanted if level > 0]
+        parts = []
+        params: list[int] = []
+        if leaves:
+            parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({','.join('?' * len(leaves))})")
+            params.extend(leaves)
+        if inner:
+            parts.append(
+                f"SELECT n.level, n.idx, n.hash FROM (VALUES {','.join('(?, ?)' for _ in inner)}) AS v "
+                "JOIN nodes AS n ON n.level = v.column1 AND n.idx = v.column2"
+            )
+            params.extend(v for pair in inner for v in pair)
+        found = {(level, idx): h for level, idx, h in self._reader().execute(" UNION ALL ".join(parts), params)}
+        if len(found) != len(set(wanted)):
+            missing = sorted(set(wanted) - set(found))
+            raise TamperedStoreError(f"stored tree is missing nodes (level, index) {missing[:5]}")
+        return found
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         self._check_size(new_size, "second_size")
@@ -565,6 +803,34 @@ class LogStore:
             "SELECT idx FROM subjects WHERE digest = ? AND idx < ? ORDER BY idx", (digest, limit)
         )
         return [r[0] for r in rows]
+
+    def lookup_many(self, digests: Sequence[bytes], *, below: int | None = None) -> dict[bytes, list[int]]:
+        """:meth:`lookup` for many digests in one query per 500; digests with no entry are absent."""
+        limit = self._size if below is None else below
+        out: dict[bytes, list[int]] = {}
+        conn = self._reader()
+        wanted = list(dict.fromkeys(digests))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for digest, idx in conn.execute(
+                f"SELECT digest, idx FROM subjects WHERE digest IN ({marks}) AND idx < ? "
+                "ORDER BY digest, idx",
+                [*chunk, limit],
+            ):
+                out.setdefault(digest, []).append(idx)
+        return out
+
+    def batched(self, indices: Iterable[int]) -> set[int]:
+        """Which of ``indices`` are entries committing to a batch of digests."""
+        wanted = sorted(set(indices))
+        out: set[int] = set()
+        conn = self._reader()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(r[0] for r in conn.execute(f"SELECT idx FROM batches WHERE idx IN ({marks})", chunk))
+        return out
 
     def batch_digests(self, index: int) -> bytes:
         row = self._reader().execute("SELECT digests FROM batches WHERE idx = ?", (index,)).fetchone()
