@@ -295,15 +295,44 @@ def issue_token(principal: str, role: str, out: Path | None, as_json: bool, **kw
     import os
 
     with _conn(kwargs).client() as client:
-        token = client.issue_token(principal, role)
+        issued = client.issue_token_with_id(principal, role)
     if out is not None:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(token + "\n")
-        _emit(as_json, {"principal": principal, "role": role, "token_file": str(out)},
-              f"{role} token for {principal} written to {out}")
+            handle.write(issued.token + "\n")
+        _emit(as_json,
+              {"principal": principal, "role": role, "token_id": issued.token_id, "token_file": str(out)},
+              f"{role} token {issued.token_id} for {principal} written to {out}")
     else:
-        _emit(as_json, {"principal": principal, "role": role, "token": token}, token)
+        if not as_json:
+            # stdout stays the bare token (scripts capture it); the id goes to stderr.
+            click.echo(f"token id: {issued.token_id}", err=True)
+        _emit(as_json,
+              {"principal": principal, "role": role, "token_id": issued.token_id, "token": issued.token},
+              issued.token)
+
+
+@admin.command("revoke-token")
+@click.argument("token_id", required=False)
+# Not --token-file: that option already names the caller's own token.
+@click.option("--revoke-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Revoke the token stored in this file.")
+@click.option("--principal", default=None, help="Revoke every live token of this principal.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_connection_options
+def revoke_token(
+    token_id: str | None, revoke_file: Path | None, principal: str | None, as_json: bool, **kwargs: Any
+) -> None:
+    """Revoke the token TOKEN_ID (as issue-token printed it), or --revoke-file, or --principal.
+
+    The last live admin token cannot be revoked: issue another admin token first.
+    """
+    if sum(value is not None for value in (token_id, revoke_file, principal)) != 1:
+        raise click.UsageError("give exactly one of TOKEN_ID, --revoke-file, --principal")
+    token = revoke_file.read_text(encoding="utf-8").strip() if revoke_file is not None else None
+    with _conn(kwargs).client() as client:
+        revoked = client.revoke_token(token_id=token_id, token=token, principal=principal)
+    _emit(as_json, {"revoked": revoked}, "revoked token(s): " + ", ".join(revoked))
 
 
 @main.command()
@@ -678,7 +707,7 @@ def verify(documents: tuple[Path, ...], log_key: str, as_json: bool) -> None:
 from anchorlog.client.gate.cli import build_check_command
 
 main.add_command(build_check_command(_connection_options, _conn))
-from anchorlog.client.audit.cli import make_audit_group  # noqa: E402  (the offline audit)
+from anchorlog.client.audit.cli import make_audit_group  # the offline audit
 
 main.add_command(make_audit_group(_connection_options, _conn))
 

@@ -14,6 +14,7 @@ send is proved.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -64,6 +65,18 @@ from grpc_status import rpc_status
 ROLES = {"admin": pb.ROLE_ADMIN, "vendor": pb.ROLE_VENDOR, "reader": pb.ROLE_READER, "auditor": pb.ROLE_AUDITOR}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 MAX_MESSAGE_BYTES = 64 << 20
+TOKEN_ID_HEX_CHARS = 16
+
+
+def token_id_of(token: str) -> str:
+    """A token's public id (first 16 hex characters of its SHA-256), as the service names it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:TOKEN_ID_HEX_CHARS]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    token_id: str
 
 
 class LedgerRpcError(LedgerError):
@@ -685,8 +698,32 @@ class LedgerClient:
         )[1]
 
     def issue_token(self, principal: str, role: str) -> str:
+        """A new token for ``principal``; see :meth:`issue_token_with_id` for its id too."""
+        return self.issue_token_with_id(principal, role).token
+
+    def issue_token_with_id(self, principal: str, role: str) -> IssuedToken:
         if role not in ROLES:
             raise ValueError(f"role must be one of {sorted(ROLES)}")
         response = self._call("IssueToken", pb.IssueTokenRequest(principal=principal, role=ROLES[role]))
         assert isinstance(response, pb.IssueTokenResponse)
-        return response.token
+        expected_id = token_id_of(response.token)
+        if response.token_id != expected_id:
+            raise VerificationError(
+                f"IssueToken: the service reported token id {response.token_id!r}, "
+                f"the token's id is {expected_id!r}"
+            )
+        return IssuedToken(response.token, response.token_id)
+
+    def revoke_token(
+        self, *, token_id: str | None = None, token: str | None = None, principal: str | None = None
+    ) -> list[str]:
+        """Revoke one token (by id or value) or every token of ``principal``; returns the revoked ids."""
+        chosen = [value for value in (token_id, token, principal) if value is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of token_id, token, principal")
+        response = self._call(
+            "RevokeToken",
+            pb.RevokeTokenRequest(token_id=token_id or "", token=token or "", principal=principal or ""),
+        )
+        assert isinstance(response, pb.RevokeTokenResponse)
+        return list(response.token_ids)

@@ -45,6 +45,10 @@ class Cancelled(Exception):
     """The caller went away (deadline passed or cancelled) before anything was written."""
 
 
+class FailedPrecondition(Exception):
+    """The request is well formed but the current state forbids it; nothing was changed."""
+
+
 def to_status(exc: BaseException) -> status_pb2.Status:
     """The google.rpc.Status for an exception raised while serving a request."""
     from anchorlog.server.sequencer import KeyNoLongerValid
@@ -61,6 +65,7 @@ def to_status(exc: BaseException) -> status_pb2.Status:
         (Exhausted, code_pb2.RESOURCE_EXHAUSTED),
         (AlreadyExists, code_pb2.ALREADY_EXISTS),
         (Cancelled, code_pb2.DEADLINE_EXCEEDED),
+        (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
         (NotFound, code_pb2.NOT_FOUND),
         (StorageFull, code_pb2.RESOURCE_EXHAUSTED),
         (StorageUnavailable, code_pb2.UNAVAILABLE),

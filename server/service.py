@@ -45,7 +45,17 @@ from anchorlog.ledger.store import (
     StoredEntry,
     dedup_key,
 )
-from anchorlog.server.auth import RPC_ROLES, FailureLimiter, Principal, Role, TokenStore
+from anchorlog.server.auth import (
+    RPC_ROLES,
+    TOKEN_ID_HEX_CHARS,
+    FailureLimiter,
+    Principal,
+    Role,
+    TokenSelector,
+    TokenStore,
+    is_token_id,
+    token_id,
+)
 from anchorlog.server.errors import (
     AlreadyExists,
     Cancelled,
@@ -916,16 +926,43 @@ class LedgerService(pb_grpc.LedgerServicer):
             else:
                 check_vendor_id(request.principal, "principal")
             token = self._tokens.issue(request.principal, role)
-            log.info("issued %s token for %s", role, request.principal)
-            return pb.IssueTokenResponse(token=token)
+            log.info("issued %s token %s for %s", role, token_id(token), request.principal)
+            return pb.IssueTokenResponse(token=token, token_id=token_id(token))
 
         return self._guard("IssueToken", context, handle)
+
+    def RevokeToken(
+        self, request: pb.RevokeTokenRequest, context: grpc.ServicerContext
+    ) -> pb.RevokeTokenResponse:
+        def handle(principal: Principal) -> pb.RevokeTokenResponse:
+            revoked = self._tokens.revoke(_token_selector(request))
+            # Ids only: a token (even a revoked one) never reaches the log.
+            log.info("%s revoked token(s) %s", principal.name, ", ".join(revoked))
+            return pb.RevokeTokenResponse(token_ids=revoked)
+
+        return self._guard("RevokeToken", context, handle)
 
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
         def handle(principal: Principal) -> pb.WhoAmIResponse:
             return pb.WhoAmIResponse(principal=principal.name, role=_ROLE_TO_PB[principal.role])
 
         return self._guard("WhoAmI", context, handle)
+
+
+def _token_selector(request: pb.RevokeTokenRequest) -> TokenSelector:
+    given = [name for name in ("token_id", "token", "principal") if getattr(request, name)]
+    if len(given) != 1:
+        raise InvalidInput("request", "set exactly one of token_id, token, principal")
+    if request.token_id:
+        if not is_token_id(request.token_id):
+            raise InvalidInput("token_id", f"must be {TOKEN_ID_HEX_CHARS} lowercase hex characters")
+        return TokenSelector(token_id=request.token_id)
+    if request.token:
+        if request.token != request.token.strip() or not request.token.isprintable():
+            raise InvalidInput("token", "must be the bare token, without surrounding spaces or control characters")
+        return TokenSelector(token=request.token)
+    check_vendor_id(request.principal, "principal")
+    return TokenSelector(principal=request.principal)
 
 
 def _normalize(event: KeyEvent) -> KeyEvent:

@@ -428,6 +428,36 @@ CASES: dict[str, Case] = {
         lambda w: _rpc(lambda: w.stub.IssueToken(pb.IssueTokenRequest(principal="ghost", role=pb.ROLE_VENDOR),
                                                  metadata=w.admin)),
         INVALID, "no vendor 'ghost'", "principal"),
+    "revoke-token-no-identifier": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(), metadata=w.admin)),
+        INVALID, "set exactly one of token_id, token, principal", "request"),
+    "revoke-token-two-identifiers": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(
+            pb.RevokeTokenRequest(token_id="0" * 16, principal="builder-1"), metadata=w.admin)),
+        INVALID, "set exactly one of token_id, token, principal", "request"),
+    "revoke-token-short-id": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(token_id="abc123"), metadata=w.admin)),
+        INVALID, "must be 16 lowercase hex characters", "token_id"),
+    "revoke-token-uppercase-id": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(token_id="ABCDEF0123456789"),
+                                                  metadata=w.admin)),
+        INVALID, "must be 16 lowercase hex characters", "token_id"),
+    "revoke-token-bad-principal": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(principal="-x"), metadata=w.admin)),
+        INVALID, "must be 1-63 characters", "principal"),
+    "revoke-token-unknown-id": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(token_id="0" * 16), metadata=w.admin)),
+        NOT_FOUND, "no live token has id 0000000000000000"),
+    "revoke-token-unknown-principal": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(principal="nobody"), metadata=w.admin)),
+        NOT_FOUND, "no live token belongs to principal 'nobody'"),
+    "revoke-token-unknown-token": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(token="alt_" + "B" * 43),
+                                                  metadata=w.admin)),
+        NOT_FOUND, "no live token matches the given token"),
+    "revoke-token-last-admin": Case(
+        lambda w: _rpc(lambda: w.stub.RevokeToken(pb.RevokeTokenRequest(principal="admin"), metadata=w.admin)),
+        grpc.StatusCode.FAILED_PRECONDITION, "refusing to revoke the last live admin token"),
 }
 
 
@@ -448,6 +478,9 @@ def test_bad_request_is_refused_precisely_and_changes_nothing(world: World, name
         assert failure.fields[0][1], "the field violation needs a description"
     assert "Traceback" not in failure.message and world.tokens["admin"] not in failure.message
     assert world.head() == before, "a refused request changed the log"
+    # Nor any token: every principal of the world can still call.
+    for role in ("admin", "acme", "reader", "auditor"):
+        world.stub.WhoAmI(pb.WhoAmIRequest(), metadata=world.md(role))
 
 
 def test_valid_requests_still_work_afterwards(world: World) -> None:

@@ -125,7 +125,7 @@ def test_every_command_has_help(cli: Cli) -> None:
     expected = {("keygen",), ("public-key",), ("whoami",), ("attest",), ("revoke",), ("provenance",),
                 ("verify",), ("checkpoint",), ("serve",), ("log-key",), ("admin", "add-vendor"),
                 ("admin", "register-key"), ("admin", "rotate-key"), ("admin", "revoke-key"),
-                ("admin", "issue-token")}
+                ("admin", "issue-token"), ("admin", "revoke-token")}
     assert expected <= set(commands)
     top = cli.run("--help")
     assert top.returncode == 0 and "Exit codes" in top.stdout
@@ -261,6 +261,40 @@ def test_admin_commands(cli: Cli, vendor: dict[str, str]) -> None:
     revoked = cli.json("admin", "revoke-key", vendor["name"], new["key_id"], "--compromised", "--reason", "leak")
     assert revoked["compromised"] is True
     assert cli.json("provenance", "x.txt", token=vendor["token"])["status"] == "revoked"
+
+
+def test_issue_and_revoke_tokens(cli: Cli, vendor: dict[str, str]) -> None:
+    reader = f"{vendor['name']}-r"
+    plain = cli.run("admin", "issue-token", reader, "--role", "reader")
+    assert plain.returncode == 0, plain.stderr
+    token = plain.stdout.strip()  # stdout is the bare token, for scripts; the id goes to stderr
+    token_id = hashlib.sha256(token.encode()).hexdigest()[:16]
+    assert f"token id: {token_id}" in plain.stderr and token_id not in plain.stdout
+    to_file = cli.json("admin", "issue-token", reader, "--role", "reader", "--out", "r.token")
+    file_token = (cli.tmp / "r.token").read_text().strip()
+    assert to_file["token_id"] == hashlib.sha256(file_token.encode()).hexdigest()[:16]
+    as_json = cli.json("admin", "issue-token", reader, "--role", "reader")
+    assert as_json["token_id"] == hashlib.sha256(as_json["token"].encode()).hexdigest()[:16]
+
+    assert cli.json("admin", "revoke-token", token_id) == {"revoked": [token_id]}
+    refused = cli.run("whoami", token=token)
+    assert refused.returncode == 3 and "UNAUTHENTICATED" in refused.stderr
+    assert cli.json("whoami", token=file_token)["principal"] == reader
+    assert cli.json("admin", "revoke-token", "--revoke-file", "r.token") == {"revoked": [to_file["token_id"]]}
+    assert cli.run("whoami", token=file_token).returncode == 3
+    assert cli.json("admin", "revoke-token", "--principal", reader) == {"revoked": [as_json["token_id"]]}
+    vendor_id = hashlib.sha256(vendor["token"].encode()).hexdigest()[:16]
+    assert cli.json("admin", "revoke-token", "--principal", vendor["name"]) == {"revoked": [vendor_id]}
+    assert cli.run("whoami", token=vendor["token"]).returncode == 3
+
+    for usage in ((), (token_id, "--principal", reader)):
+        done = cli.run("admin", "revoke-token", *usage)
+        assert done.returncode == 2 and "exactly one of" in done.stderr, usage
+    gone = cli.run("admin", "revoke-token", token_id)
+    assert gone.returncode == 3 and "NOT_FOUND" in gone.stderr
+    last = cli.run("admin", "revoke-token", "--principal", "admin")
+    assert last.returncode == 3 and "FAILED_PRECONDITION" in last.stderr and "last live admin" in last.stderr
+    assert cli.json("whoami") == {"principal": "admin", "role": "admin"}
 
 
 def test_verify_refuses_tampered_documents_with_exit_1(cli: Cli, vendor: dict[str, str]) -> None:

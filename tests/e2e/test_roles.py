@@ -54,6 +54,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     "RotateKey": ADMIN,
     "RevokeKey": ADMIN,
     "IssueToken": ADMIN,
+    "RevokeToken": ADMIN,
     "WhoAmI": READERS,
 }
 CALLERS = ("admin", "vendor", "reader", "auditor", "no-token", "bad-token")
@@ -137,6 +138,11 @@ def _call_for(rpc: str, w: World) -> Call:
     if rpc == "IssueToken":
         request = pb.IssueTokenRequest(principal=_fresh_name("reader"), role=pb.ROLE_READER)
         return lambda md: s.IssueToken(request, metadata=md)
+    if rpc == "RevokeToken":
+        victim = s.IssueToken(pb.IssueTokenRequest(principal=_fresh_name("reader"), role=pb.ROLE_READER),
+                              metadata=w.admin)
+        request = pb.RevokeTokenRequest(token_id=victim.token_id)
+        return lambda md: s.RevokeToken(request, metadata=md)
     if rpc == "WhoAmI":
         return lambda md: s.WhoAmI(pb.WhoAmIRequest(), metadata=md)
     pytest.fail(f"RPC {rpc} has no case in test_roles.py: add one (and its row in EXPECTED)")
@@ -170,6 +176,8 @@ def test_rpc_role_matrix(world: World, rpc: str, caller: str) -> None:
             assert isinstance(answer, list) and answer[0].WhichOneof("outcome") == "receipt", answer
         if rpc == "WhoAmI":
             assert isinstance(answer, pb.WhoAmIResponse) and answer.role == _ROLE_PB[caller]
+        if rpc == "RevokeToken":
+            assert isinstance(answer, pb.RevokeTokenResponse) and len(answer.token_ids) == 1, answer
         return
     with pytest.raises(grpc.RpcError) as raised:
         call(_metadata(world, caller))

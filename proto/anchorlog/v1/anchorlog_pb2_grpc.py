@@ -109,6 +109,11 @@ class LedgerStub:
                 request_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenRequest.SerializeToString,
                 response_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenResponse.FromString,
                 _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/anchorlog.v1.Ledger/RevokeToken',
+                request_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
         self.WhoAmI = channel.unary_unary(
                 '/anchorlog.v1.Ledger/WhoAmI',
                 request_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.WhoAmIRequest.SerializeToString,
@@ -220,6 +225,14 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeToken(self, request, context):
+        """Revoke bearer tokens: one by id or by value, or every token of a principal.
+        Refused if it would leave the log with no valid admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WhoAmI(self, request, context):
         """--- everyone -----------------------------------------------------------
         """
@@ -304,6 +317,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.IssueToken,
                     request_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenRequest.FromString,
                     response_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -716,6 +734,33 @@ class Ledger:
             '/anchorlog.v1.Ledger/IssueToken',
             anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenRequest.SerializeToString,
             anchorlog_dot_v1_dot_anchorlog__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/anchorlog.v1.Ledger/RevokeToken',
+            anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenRequest.SerializeToString,
+            anchorlog_dot_v1_dot_anchorlog__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
