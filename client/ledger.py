@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -65,6 +66,8 @@ from grpc_status import rpc_status
 ROLES = {"admin": pb.ROLE_ADMIN, "vendor": pb.ROLE_VENDOR, "reader": pb.ROLE_READER, "auditor": pb.ROLE_AUDITOR}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
 MAX_MESSAGE_BYTES = 64 << 20
+# How often, at most, a newly trusted checkpoint is written to the state file.
+STATE_SAVE_INTERVAL_S = 0.5
 TOKEN_ID_HEX_CHARS = 16
 
 
@@ -215,6 +218,9 @@ class LedgerClient:
             raise
         # (size, root) of checkpoints already proved consistent with the trusted one.
         self._consistent: set[tuple[int, bytes]] = set()
+        # A trusted checkpoint not yet written to the state file (see _advance).
+        self._unsaved: VerifiedCheckpoint | None = None
+        self._saved_at = time.monotonic()
         self._principal: str | None = None
 
     def _fetch_vkey_tofu(self) -> str:
@@ -230,7 +236,10 @@ class LedgerClient:
     # ------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        self._channel.close()
+        try:
+            self.save_state()
+        finally:
+            self._channel.close()
 
     def __enter__(self) -> Self:
         return self
@@ -256,16 +265,37 @@ class LedgerClient:
         known = self._trusted
         check_consistency(known, checkpoint, proof)
         if known is None or checkpoint.size > known.size:
-
-            def proofs(first: int, second: int) -> list[bytes]:
-                # The proof just checked serves again if the file still holds our checkpoint.
-                if known is not None and (first, second) == (known.size, checkpoint.size):
-                    return list(proof)
-                return self.consistency_proof(first, second)
-
-            # Another client sharing the state file may have moved it: never roll it back.
-            self._trusted = advance_trusted(self.state_path, self.verifier, checkpoint, proofs)
+            if known is None:
+                # The first trust (and a TOFU pin) is written at once.
+                self._trusted = advance_trusted(
+                    self.state_path, self.verifier, checkpoint, self.consistency_proof
+                )
+                self._saved_at = time.monotonic()
+                return checkpoint
+            # Verified and trusted now; written to the state file at most every
+            # STATE_SAVE_INTERVAL_S and on close. An fsync per receipt made streams
+            # wait on the disk, and a crash in between only leaves an older
+            # checkpoint in the file, which is still a prefix of this one.
+            self._trusted = checkpoint
+            self._unsaved = checkpoint
+            if time.monotonic() - self._saved_at >= STATE_SAVE_INTERVAL_S:
+                self.save_state()
         return checkpoint
+
+    def save_state(self) -> None:
+        """Write the newest trusted checkpoint to the state file now (also done on close).
+
+        Another client sharing the file may have moved it: it is never rolled
+        back, and a checkpoint that is not consistent with it raises
+        :class:`~anchorlog.ledger.errors.InconsistentLogError`.
+        """
+        pending, self._unsaved = self._unsaved, None
+        self._saved_at = time.monotonic()
+        if pending is None:
+            return
+        stored = advance_trusted(self.state_path, self.verifier, pending, self.consistency_proof)
+        if self._trusted is None or stored.size > self._trusted.size:
+            self._trusted = stored
 
     def _trust(self, note: bytes) -> VerifiedCheckpoint:
         """Verify any checkpoint the server sent and prove it consistent with the trusted one.

@@ -813,3 +813,37 @@ def test_future_performed_at_is_refused_by_the_service(world: World) -> None:
     assert future.error is not None and future.error.code == "INVALID_ARGUMENT"
     assert [f for f, _ in future.error.fields] == ["predicate.performedAt"]
     assert skewed.ok, skewed.error
+
+
+# ---------------------------------------------------------------- state file
+
+
+def test_state_file_is_written_on_close_and_only_ever_holds_a_trusted_prefix(world: World) -> None:
+    """Trust advances in memory with every verified checkpoint; the state file is
+    written on the first trust, at most every STATE_SAVE_INTERVAL_S, and on close.
+    Whatever it holds in between is a checkpoint this client verified and a prefix
+    of the one it trusts in memory."""
+    from anchorlog.client.state import load_trusted
+    from anchorlog.client.verify import check_consistency
+
+    state = world.tmp / "vendor-state.json"
+    vendor = world.client(world.vendor_token, "vendor-state")
+    try:
+        first = vendor.checkpoint()
+        assert load_trusted(state, vendor.verifier) == first  # the first trust is written at once
+        outcomes = [
+            vendor.submit([attest_samples(world.key, [hash_text(f"state {i}")], VALIDATED)])[0]
+            for i in range(5)
+        ]
+        assert all(o.ok for o in outcomes)
+        in_memory = vendor.trusted_checkpoint
+        assert in_memory is not None and in_memory.size > first.size
+        on_disk = load_trusted(state, vendor.verifier)
+        assert on_disk is not None and first.size <= on_disk.size <= in_memory.size
+        check_consistency(on_disk, in_memory, vendor.consistency_proof(on_disk.size, in_memory.size))
+    finally:
+        vendor.close()
+    assert load_trusted(state, vendor.verifier) == in_memory
+    # A new client starts from the saved checkpoint.
+    with world.client(world.reader_token, "vendor-state") as again:
+        assert again.trusted_checkpoint == in_memory
