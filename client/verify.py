@@ -12,14 +12,19 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
-from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, verify_envelope
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope
 from anchorlog.ledger.entry import EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import InconsistentLogError, InvalidInput, VerificationError
-from anchorlog.ledger.keys import KeyRegistry, VendorKey, replay_registry
+from anchorlog.ledger.keys import (
+    KeyRegistry,
+    VendorKey,
+    integrated_at,
+    replay_registry,
+    signing_key,
+)
 from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
@@ -128,7 +133,7 @@ def _facts(
             performed_at=a.predicate.performed_at,
             revoked=a.entry.index in revoked,
             key_compromised=a.key_compromised,
-            integrated_at=_integrated_at(a.entry.entry),
+            integrated_at=integrated_at(a.entry.entry),
         )
         for a in attestations
     ]
@@ -258,22 +263,11 @@ class KeyStateMemo:
         return known
 
 
-def _integrated_at(entry: LogEntry) -> datetime:
-    return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
-
-
 def _signing_key(
     envelope: Envelope, entry: VerifiedEntry, registry: KeyRegistry
 ) -> VendorKey:
-    hints = [s.keyid for s in envelope.signatures if s.keyid]
-    at = _integrated_at(entry.entry)
-    for key in registry.candidate_keys(entry.entry.submitter, hints):
-        if not key.valid_for(entry.index, at):
-            continue
-        try:
-            verify_envelope(envelope, key.public_key)
-        except VerificationError:
-            continue
+    key = signing_key(envelope, entry.index, entry.entry, registry)
+    if key is not None:
         return key
     raise SignatureError(
         f"entry {entry.index}: envelope is not signed by any key of vendor "

@@ -32,7 +32,7 @@ from anchorlog.ledger.dsse import (
     pae,
     verify_envelope,
 )
-from anchorlog.ledger.entry import EntryKind, decode_entry
+from anchorlog.ledger.entry import EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import InvalidInput, VerificationError
 from anchorlog.ledger.statement import Statement, Subject, build_statement, parse_statement
 
@@ -316,6 +316,35 @@ class KeyRegistry:
         keys = self.vendor_keys(vendor_id)
         hints = set(keyid_hints)
         return sorted(keys, key=lambda k: (k.key_id not in hints, k.registered_index))
+
+
+def integrated_at(entry: LogEntry) -> datetime:
+    """The integration time; beyond the calendar (a forged entry) it is the end of time,
+    when no key is valid."""
+    try:
+        return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return NO_EXPIRY
+
+
+def signing_key(
+    envelope: Envelope, index: int, entry: LogEntry, registry: KeyRegistry
+) -> VendorKey | None:
+    """The submitting vendor's key, valid at ``index``, that signed ``envelope``; else None.
+
+    The DSSE keyid only orders the attempts; the replayed registry decides.
+    """
+    at = integrated_at(entry)
+    hints = [s.keyid for s in envelope.signatures if s.keyid]
+    for key in registry.candidate_keys(entry.submitter, hints):
+        if not key.valid_for(index, at):
+            continue
+        try:
+            verify_envelope(envelope, key.public_key)
+        except VerificationError:
+            continue
+        return key
+    return None
 
 
 def key_event_envelope(event: KeyEvent, sign_pae: Callable[[bytes], bytes], keyid: str) -> bytes:

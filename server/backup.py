@@ -30,6 +30,7 @@ from anchorlog.ledger.merkle import append_leaves, frontier_root
 from anchorlog.ledger.note import open_note
 from anchorlog.ledger.store import LogStore, SignedCheckpoint
 from anchorlog.server.app import DB_FILE, KEY_FILE, load_signer
+from anchorlog.server.head import fsync_dir
 
 FULL_CHECK_CHUNK = 100_000
 
@@ -56,14 +57,6 @@ def _stored_origin(conn: sqlite3.Connection) -> str:
     if row is None:
         raise StorageUnavailable("the database names no log origin")
     return str(row[0])
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _full_check(store: LogStore, latest: SignedCheckpoint | None) -> None:
@@ -143,7 +136,7 @@ def backup(data_dir: Path, out: Path, *, overwrite: bool = False, full_check: bo
             os.fsync(handle.fileno())
         summary = verify_backup(partial, data_dir, full=full_check)
         os.replace(partial, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

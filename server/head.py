@@ -32,7 +32,8 @@ class LogBehindHead(TamperedStoreError):
     """ledger.db is older than (or forked from) a checkpoint this log already signed."""
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -77,7 +78,7 @@ class HeadFile:
         finally:
             os.close(fd)
         os.replace(self._temp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._written_size = checkpoint.size
 
 

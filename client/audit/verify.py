@@ -26,7 +26,6 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from anchorlog.client.audit.findings import Check, Finding, FindingSink
@@ -34,10 +33,10 @@ from anchorlog.client.audit.mirror import Progress, _NoProgress
 from anchorlog.client.audit.mirror_db import iter_entries, open_readonly, unpack_hashes
 from anchorlog.ledger.attestation import check_attestation
 from anchorlog.ledger.checkpoint import verify_checkpoint
-from anchorlog.ledger.dsse import Envelope, verify_envelope
+from anchorlog.ledger.dsse import Envelope
 from anchorlog.ledger.entry import MAX_ENVELOPE_BYTES, ZERO_HASH, EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import InvalidInput, VerificationError
-from anchorlog.ledger.keys import NO_EXPIRY, KeyRegistry, VendorKey, open_key_event
+from anchorlog.ledger.keys import KeyRegistry, open_key_event, signing_key
 from anchorlog.ledger.merkle import (
     EMPTY_ROOT,
     append_leaves,
@@ -70,35 +69,6 @@ class VerifyResult:
             "signatures_verified": self.signatures,
             **self.findings.to_json(),
         }
-
-
-def integrated_at(entry: LogEntry) -> datetime:
-    """The integration time; beyond the calendar (a forged entry) it is the end of time,
-    when no key is valid."""
-    try:
-        return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
-    except (ValueError, OverflowError, OSError):
-        return NO_EXPIRY
-
-
-def signing_key(
-    envelope: Envelope, index: int, entry: LogEntry, registry: KeyRegistry
-) -> VendorKey | None:
-    """The submitting vendor's key, valid at ``index``, that signed ``envelope``; else None.
-
-    The DSSE keyid only orders the attempts; the replayed registry decides.
-    """
-    at = integrated_at(entry)
-    hints = [s.keyid for s in envelope.signatures if s.keyid]
-    for key in registry.candidate_keys(entry.submitter, hints):
-        if not key.valid_for(index, at):
-            continue
-        try:
-            verify_envelope(envelope, key.public_key)
-        except VerificationError:
-            continue
-        return key
-    return None
 
 
 @dataclass
