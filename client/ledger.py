@@ -287,13 +287,21 @@ class LedgerClient:
 
         Another client sharing the file may have moved it: it is never rolled
         back, and a checkpoint that is not consistent with it raises
-        :class:`~anchorlog.ledger.errors.InconsistentLogError`.
+        :class:`~anchorlog.ledger.errors.InconsistentLogError`. When the service
+        cannot be reached for the proof this needs, the file is left as it is.
         """
         pending, self._unsaved = self._unsaved, None
         self._saved_at = time.monotonic()
         if pending is None:
             return
-        stored = advance_trusted(self.state_path, self.verifier, pending, self.consistency_proof)
+        try:
+            stored = advance_trusted(self.state_path, self.verifier, pending, self.consistency_proof)
+        except LedgerRpcError:
+            # The proof from the file's checkpoint could not be fetched (the service
+            # went away). The file keeps an older checkpoint, a prefix of the one
+            # trusted in memory; try again on the next save.
+            self._unsaved = pending
+            return
         if self._trusted is None or stored.size > self._trusted.size:
             self._trusted = stored
 

@@ -847,3 +847,25 @@ def test_state_file_is_written_on_close_and_only_ever_holds_a_trusted_prefix(wor
     # A new client starts from the saved checkpoint.
     with world.client(world.reader_token, "vendor-state") as again:
         assert again.trusted_checkpoint == in_memory
+
+
+def test_closing_after_the_service_went_away_keeps_an_older_trusted_prefix(
+    own_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a newer checkpoint over the file's needs a consistency proof from the
+    service; when it is gone, close() succeeds and the file keeps the older one."""
+    import anchorlog.client.ledger as ledger_module
+    from anchorlog.client.state import load_trusted
+
+    monkeypatch.setattr(ledger_module, "STATE_SAVE_INTERVAL_S", 3600.0)
+    state = own_world.tmp / "gone-state.json"
+    vendor = own_world.client(own_world.vendor_token, "gone-state")
+    first = vendor.checkpoint()
+    (outcome,) = vendor.submit([attest_samples(own_world.key, [hash_text("before the stop")], VALIDATED)])
+    assert outcome.ok
+    newer = vendor.trusted_checkpoint
+    assert newer is not None and newer.size > first.size
+    assert load_trusted(state, vendor.verifier) == first  # not written yet
+    assert own_world.server.stop() == 0
+    vendor.close()  # must not raise: the proof cannot be fetched, the file stays a valid prefix
+    assert load_trusted(state, vendor.verifier) == first
