@@ -420,6 +420,18 @@ class LedgerService(pb_grpc.LedgerServicer):
             hashes=self._store.consistency_proof(trusted_size, size),
         )
 
+    def _checked_trusted_size(self, trusted_size: int) -> int:
+        """A client's trusted size, refused when it is beyond the log (a rollback or a bad client)."""
+        if trusted_size == 0:
+            return 0
+        cp = self._store.latest_checkpoint()
+        size = cp.size if cp is not None else 0
+        if trusted_size > size:
+            raise InvalidInput(
+                "trusted_size", f"{trusted_size} is beyond the latest checkpoint size {size}"
+            )
+        return trusted_size
+
     # ------------------------------------------------------------ submit
 
     def _prepare(self, item: pb.SubmitItem, principal: Principal) -> SequencedItem:
@@ -478,6 +490,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             failure: list[BaseException] = []
             # Set when the consumer below is gone: the feeder must not block on a full window.
             stopped = threading.Event()
+            # The first item's trusted_size, set by the feeder before it queues that
+            # item (the queue orders the hand-over to the consumer).
+            trusted: list[int] = []
 
             def feed() -> None:
                 try:
@@ -486,6 +501,8 @@ class LedgerService(pb_grpc.LedgerServicer):
                             raise Exhausted(
                                 f"stream longer than {self._limits.max_stream_items} items"
                             )
+                        if position == 0:
+                            trusted.append(self._checked_trusted_size(item.trusted_size))
                         try:
                             prepared = self._prepare(item, principal)
                         except Exception as exc:  # noqa: BLE001 - per item
@@ -504,16 +521,34 @@ class LedgerService(pb_grpc.LedgerServicer):
             clock = _StreamClock(self._limits.stream_idle_seconds, self._limits.max_stream_seconds)
             feeder = threading.Thread(target=feed, name="anchorlog-submit-feed", daemon=True)
             feeder.start()
+            # Size of the last checkpoint this stream sent (or the client trusts):
+            # a newer receipt checkpoint comes with a proof from it, so the client
+            # need not ask GetConsistencyProof before accepting the receipt.
+            last_size: int | None = None
             try:
                 while True:
                     got = clock.get(pending, context)
                     if got is None:
                         break
                     position, outcome = got
-                    if isinstance(outcome, BaseException):
-                        yield self._settle(position, outcome)
-                    else:
-                        yield self._settle(position, outcome.result()[0])
+                    if last_size is None:
+                        last_size = trusted[0] if trusted else 0
+                    answer = outcome if isinstance(outcome, BaseException) else outcome.result()[0]
+                    result = self._settle(position, answer)
+                    if isinstance(answer, BaseException):
+                        yield result
+                        continue
+                    size = answer[0].checkpoint.size
+                    # Sizes are non-decreasing along the stream; a smaller one gets no proof.
+                    if size > last_size:
+                        if last_size > 0:
+                            result.consistency.CopyFrom(pb.ConsistencyProof(
+                                first_size=last_size,
+                                second_size=size,
+                                hashes=self._store.consistency_proof(last_size, size),
+                            ))
+                        last_size = size
+                    yield result
             finally:
                 stopped.set()
             feeder.join()

@@ -169,6 +169,13 @@ def _stream_too_many(w: World) -> Failure:
     return _rpc(lambda: list(w.stub.StreamProvenance(iter([query]), metadata=w.md("reader"))))
 
 
+def _submit_stream_trusting_beyond(w: World) -> Failure:
+    """A valid first item whose trusted size is beyond the log: the stream is refused, nothing logged."""
+    item = pb.SubmitItem(envelope=envelope(statement([subject(d) for d in fresh_digests("beyond", 1)]),
+                                           w.keys["acme"]), trusted_size=1 << 40)
+    return _rpc(lambda: list(w.stub.SubmitStream(iter([item]), metadata=w.md("acme"))))
+
+
 def _with_metadata(w: World, metadata: list[tuple[str, str]]) -> Failure:
     return _rpc(lambda: w.stub.GetCheckpoint(pb.GetCheckpointRequest(), metadata=metadata))
 
@@ -335,6 +342,8 @@ CASES: dict[str, Case] = {
                                                                             trusted_size=1 << 40),
                                                     metadata=w.md("reader"))),
         INVALID, "is beyond the latest checkpoint size", "trusted_size"),
+    "submit-stream-trusted-size-beyond": Case(_submit_stream_trusting_beyond, INVALID,
+                                              "is beyond the latest checkpoint size", "trusted_size"),
     "stream-digest-short": Case(_stream_bad_digest, INVALID, "got 31 bytes", "digests[1]"),
     "stream-too-many-digests": Case(_stream_too_many, EXHAUSTED, "10001 digests in one message"),
     "checkpoint-trusted-size-beyond": Case(

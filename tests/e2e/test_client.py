@@ -25,7 +25,7 @@ import grpc
 import pytest
 from anchorlog.client.ledger import LedgerClient, LedgerRpcError
 from anchorlog.client.receipts import Bundle, dumps, load_document, save_receipt, verify_document
-from anchorlog.client.state import pinned_vkey
+from anchorlog.client.state import load_trusted, pinned_vkey
 from anchorlog.client.vendor import (
     ClaimDetails,
     VendorKeyPair,
@@ -361,8 +361,14 @@ class _TamperingProxy(pb_grpc.LedgerServicer):
         self.tamper = tamper
         # Alters what the proxy asks the real server, by method name (a lying server).
         self.tamper_request: dict[str, Tamper] = {}
+        # Unary methods answered UNAVAILABLE without asking the server, and how often each was asked.
+        self.refuse: set[str] = set()
+        self.refused: dict[str, int] = {}
 
     def _forward(self, method: str, request: Any, context: grpc.ServicerContext) -> Any:
+        if method in self.refuse:
+            self.refused[method] = self.refused.get(method, 0) + 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{method} refused by the test proxy")
         metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
         if method in self.tamper_request:
             request = self.tamper_request[method](request)
@@ -693,6 +699,66 @@ def test_submit_stream_needs_one_answer_per_item(world: World, proxy: tuple[str,
         pytest.raises(VerificationError, match=message),
     ):
         list(client.submit_stream(items))
+
+
+def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tuple[str, _TamperingProxy],
+                                                         tmp_path: Path) -> None:
+    address, servicer = proxy
+    seen: list[pb.ItemResult] = []
+
+    def record(answers: Iterator[pb.ItemResult]) -> Iterator[pb.ItemResult]:
+        for answer in answers:
+            seen.append(answer)
+            yield answer
+
+    items = [attest_samples(world.key, [hash_text(f"own proof {i} {uuid.uuid4()}")], VALIDATED) for i in range(40)]
+    state = tmp_path / "v.json"
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key, state_path=state) as client:
+        start = client.checkpoint().size
+        assert start > 0
+        servicer.refuse.add("GetConsistencyProof")
+        servicer.tamper["SubmitStream"] = record
+        outcomes = list(client.submit_stream(items))
+        assert servicer.refused.get("GetConsistencyProof", 0) == 0
+        servicer.refuse.clear()
+    assert [o.position for o in outcomes] == list(range(40)) and all(o.ok for o in outcomes)
+    # Every newer checkpoint came with a proof from the one before it (the first from `start`).
+    previous = start
+    for answer in seen:
+        size = answer.receipt.checkpoint.size
+        if size > previous:
+            assert (answer.consistency.first_size, answer.consistency.second_size) == (previous, size)
+            previous = size
+        else:
+            assert not answer.HasField("consistency")
+    assert previous >= start + 40
+    stored = load_trusted(state, NoteVerifier.from_vkey(world.server.log_key))
+    assert stored is not None and stored.size == previous
+
+
+def _tamper_first_stream_proof(answers: Iterator[pb.ItemResult]) -> Iterator[pb.ItemResult]:
+    tampered = False
+    for answer in answers:
+        if not tampered and answer.HasField("consistency") and answer.consistency.hashes:
+            answer.consistency.hashes[0] = _flip(answer.consistency.hashes[0], 0)
+            tampered = True
+        yield answer
+
+
+def test_submit_stream_refuses_a_tampered_consistency_proof(world: World, proxy: tuple[str, _TamperingProxy],
+                                                            tmp_path: Path) -> None:
+    address, servicer = proxy
+    items = [attest_samples(world.key, [hash_text(f"bad proof {i} {uuid.uuid4()}")], VALIDATED) for i in range(5)]
+    state = tmp_path / "v.json"
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key, state_path=state) as client:
+        start = client.checkpoint()
+        servicer.tamper["SubmitStream"] = _tamper_first_stream_proof
+        with pytest.raises((InconsistentLogError, VerificationError)):
+            list(client.submit_stream(items))
+        # The checkpoint the bad proof came with is not trusted: still the one from before.
+        assert client._trusted == start
+    stored = load_trusted(state, NoteVerifier.from_vkey(world.server.log_key))
+    assert stored is not None and stored.size == start.size
 
 
 # ---------------------------------------------------------------- review fixes: receipts match requests

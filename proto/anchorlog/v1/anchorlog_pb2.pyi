@@ -78,12 +78,14 @@ class BatchPath(_message.Message):
     def __init__(self, leaf_index: _Optional[int] = ..., batch_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SubmitItem(_message.Message):
-    __slots__ = ("envelope", "batch_digests")
+    __slots__ = ("envelope", "batch_digests", "trusted_size")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     BATCH_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     envelope: bytes
     batch_digests: bytes
-    def __init__(self, envelope: _Optional[bytes] = ..., batch_digests: _Optional[bytes] = ...) -> None: ...
+    trusted_size: int
+    def __init__(self, envelope: _Optional[bytes] = ..., batch_digests: _Optional[bytes] = ..., trusted_size: _Optional[int] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("items",)
@@ -102,14 +104,16 @@ class Receipt(_message.Message):
     def __init__(self, entry: _Optional[_Union[ProvedEntry, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class ItemResult(_message.Message):
-    __slots__ = ("position", "receipt", "error")
+    __slots__ = ("position", "receipt", "error", "consistency")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     position: int
     receipt: Receipt
     error: _status_pb2.Status
-    def __init__(self, position: _Optional[int] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    consistency: ConsistencyProof
+    def __init__(self, position: _Optional[int] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., consistency: _Optional[_Union[ConsistencyProof, _Mapping]] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("results",)
