@@ -20,9 +20,10 @@ import hmac
 import sqlite3
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.request import pathname2url
 
 from anchorlog.ledger.checkpoint import Checkpoint
@@ -113,6 +114,23 @@ def _append_only_triggers() -> str:
                 f"BEGIN SELECT RAISE(ABORT, 'anchorlog: {table} is append-only'); END;"
             )
     return "\n".join(parts)
+
+
+# SQLite caps bound parameters per statement; IN lists are sent in chunks of this many.
+_IN_CHUNK = 500
+
+
+def _rows_in(
+    conn: sqlite3.Connection, sql: str, keys: Sequence[object], *after: object
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``sql`` (whose ``{marks}`` is an IN list of ``keys``), one query per chunk.
+
+    ``after`` are parameters that follow the IN list. Each key is in exactly one
+    chunk, so per-key row order within the SQL's ORDER BY is kept.
+    """
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*chunk, *after])
 
 
 @dataclass(frozen=True)
@@ -615,17 +633,15 @@ class LogStore:
     @staticmethod
     def _find_duplicates(conn: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, StoredEntry]:
         """Entries already in the log for any of ``keys``: one query per 500 keys, not per key."""
-        found: dict[bytes, StoredEntry] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, idx, data, lh in conn.execute(
+        return {
+            key: StoredEntry(idx, data, lh)
+            for key, idx, data, lh in _rows_in(
+                conn,
                 "SELECT d.key, e.idx, e.data, e.leaf_hash FROM dedup d JOIN entries e ON e.idx = d.idx "
-                f"WHERE d.key IN ({marks})",
-                chunk,
-            ):
-                found[key] = StoredEntry(idx, data, lh)
-        return found
+                "WHERE d.key IN ({marks})",
+                keys,
+            )
+        }
 
     # ------------------------------------------------------------ reads
 
@@ -649,17 +665,11 @@ class LogStore:
         return [StoredEntry(*r) for r in rows]
 
     def entries_by_index(self, indices: Iterable[int]) -> dict[int, StoredEntry]:
-        wanted = sorted(set(indices))
-        out: dict[int, StoredEntry] = {}
-        conn = self._reader()
-        for chunk_start in range(0, len(wanted), 500):
-            chunk = wanted[chunk_start : chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT idx, data, leaf_hash FROM entries WHERE idx IN ({marks})", chunk
-            ):
-                out[row[0]] = StoredEntry(*row)
-        return out
+        rows = _rows_in(
+            self._reader(), "SELECT idx, data, leaf_hash FROM entries WHERE idx IN ({marks})",
+            sorted(set(indices)),
+        )
+        return {row[0]: StoredEntry(*row) for row in rows}
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self._reader().execute(
@@ -808,29 +818,18 @@ class LogStore:
         """:meth:`lookup` for many digests in one query per 500; digests with no entry are absent."""
         limit = self._size if below is None else below
         out: dict[bytes, list[int]] = {}
-        conn = self._reader()
-        wanted = list(dict.fromkeys(digests))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for digest, idx in conn.execute(
-                f"SELECT digest, idx FROM subjects WHERE digest IN ({marks}) AND idx < ? "
-                "ORDER BY digest, idx",
-                [*chunk, limit],
-            ):
-                out.setdefault(digest, []).append(idx)
+        for digest, idx in _rows_in(
+            self._reader(),
+            "SELECT digest, idx FROM subjects WHERE digest IN ({marks}) AND idx < ? ORDER BY digest, idx",
+            list(dict.fromkeys(digests)), limit,
+        ):
+            out.setdefault(digest, []).append(idx)
         return out
 
     def batched(self, indices: Iterable[int]) -> set[int]:
         """Which of ``indices`` are entries committing to a batch of digests."""
-        wanted = sorted(set(indices))
-        out: set[int] = set()
-        conn = self._reader()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(r[0] for r in conn.execute(f"SELECT idx FROM batches WHERE idx IN ({marks})", chunk))
-        return out
+        rows = _rows_in(self._reader(), "SELECT idx FROM batches WHERE idx IN ({marks})", sorted(set(indices)))
+        return {r[0] for r in rows}
 
     def batch_digests(self, index: int) -> bytes:
         row = self._reader().execute("SELECT digests FROM batches WHERE idx = ?", (index,)).fetchone()
@@ -840,18 +839,13 @@ class LogStore:
 
     def revocations(self, targets: Iterable[int], *, below: int | None = None) -> dict[int, list[int]]:
         limit = self._size if below is None else below
-        wanted = sorted(set(targets))
         out: dict[int, list[int]] = {}
-        conn = self._reader()
-        for chunk_start in range(0, len(wanted), 500):
-            chunk = wanted[chunk_start : chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            for target, idx in conn.execute(
-                f"SELECT target, idx FROM revocations WHERE target IN ({marks}) AND idx < ? "
-                "ORDER BY idx",
-                [*chunk, limit],
-            ):
-                out.setdefault(target, []).append(idx)
+        for target, idx in _rows_in(
+            self._reader(),
+            "SELECT target, idx FROM revocations WHERE target IN ({marks}) AND idx < ? ORDER BY idx",
+            sorted(set(targets)), limit,
+        ):
+            out.setdefault(target, []).append(idx)
         return out
 
     def key_event_indices(self, *, below: int | None = None) -> list[int]:
