@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchorlog.client.gate.check import check_dataset
 from anchorlog.client.gate.manifests import read_manifest
 from anchorlog.client.gate.policy import Policy
@@ -38,6 +37,7 @@ from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.vendor import ClaimDetails, VendorKeyPair, attest_batch
 from anchorlog.ledger.digests import Canonicalization, digest_text
 from anchorlog.ledger.predicates import Claim
+from harness import BenchServer, start_server
 
 SLICES = ["news", "web", "books", "code", "forum", "legal", "medical"]
 RARE = "rare-dialect"
@@ -56,41 +56,6 @@ def write_manifest(path: Path, n: int) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for i in range(n):
             handle.write(json.dumps({"text": _text(i), "slice": _slice(i)}) + "\n")
-
-
-def start_server(data: Path) -> tuple[subprocess.Popen[str], str, str, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "anchorlog.client.cli",
-        "serve",
-        "--data",
-        str(data),
-        "--listen",
-        "127.0.0.1:0",
-        "--auth-failures-per-minute",
-        "100000",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    address = log_key = ""
-    assert process.stdout is not None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if m := re.match(r"anchorlog serving on (\S+)", line):
-            address = m.group(1)
-        if m := re.match(r"verifier key: (\S+)", line):
-            log_key = m.group(1)
-        if line.startswith("log size:"):
-            break
-    if not address or not log_key:
-        process.kill()
-        raise SystemExit("server did not start")
-    return process, address, log_key, (data / "admin.token").read_text().strip()
 
 
 def populate(address: str, log_key: str, admin_token: str, state: Path, n: int) -> str:
@@ -141,13 +106,14 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="Keep the work folder here.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gate-bench-"))
-    process = None
+    server: BenchServer | None = None
     try:
         started = time.perf_counter()
         manifest = work / "train.jsonl"
         write_manifest(manifest, args.samples)
-        process, address, log_key, admin_token = start_server(work / "data")
-        reader_token = populate(address, log_key, admin_token, work, args.samples)
+        server = start_server(work / "data")
+        address, log_key = server.address, server.log_key
+        reader_token = populate(address, log_key, server.admin_token, work, args.samples)
         setup = time.perf_counter() - started
         print(
             f"setup: {args.samples} samples written and attested in "
@@ -202,13 +168,8 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS of this process (manifest writer, vendor and checker): {peak:,.0f} MiB")
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if server is not None:
+            server.stop()
         if args.keep:
             shutil.move(str(work), args.keep)
         else:
