@@ -14,8 +14,10 @@ On the wire and in storage a batch is the digests concatenated (32 bytes each).
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 from anchorlog.ledger.digests import DIGEST_SIZE, check_digest
 from anchorlog.ledger.errors import InvalidInput, NotFound, VerificationError
@@ -53,10 +55,12 @@ def parse_batch_digests(blob: bytes, *, max_count: int) -> bytes:
     if count > max_count:
         raise InvalidInput(field, f"{count} digests exceeds the limit of {max_count}")
     digests = [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE)]
-    for i in range(1, count):
-        if digests[i - 1] >= digests[i]:
-            problem = "repeats" if digests[i - 1] == digests[i] else "is out of order after"
-            raise InvalidInput(f"{field}[{i}]", f"digest {problem} the previous one; sort and dedupe")
+    # One C-level pass for the common, valid case; find the culprit only if it fails.
+    if not all(map(operator.lt, digests, islice(digests, 1, None))):
+        for i in range(1, count):
+            if digests[i - 1] >= digests[i]:
+                problem = "repeats" if digests[i - 1] == digests[i] else "is out of order after"
+                raise InvalidInput(f"{field}[{i}]", f"digest {problem} the previous one; sort and dedupe")
     return blob
 
 

@@ -133,6 +133,30 @@ def _rows_in(
         yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*chunk, *after])
 
 
+# Entries naming at least this many digests insert their subject rows with one
+# statement that cuts the digests out of one blob inside SQLite: no Python
+# tuple, binding and GIL hand-off per row (about 3x faster for 100k rows).
+_SUBJECTS_IN_SQL = 16
+_INSERT_SUBJECT_BLOB = (
+    "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2) "
+    "INSERT OR IGNORE INTO subjects(digest, idx) SELECT substr(?1, i * 32 + 1, 32), ?3 FROM n"
+)
+
+
+
+def _digest_blob(digests: Sequence[bytes] | bytes) -> bytes:
+    """Digests as one non-empty blob of 32-byte slices, or ``InvalidInput``."""
+    if isinstance(digests, bytes):
+        blob = digests
+    else:
+        if set(map(len, digests)) != {32}:
+            raise InvalidInput("subject_digests", "every subject digest must be 32 bytes")
+        blob = b"".join(digests)
+    if not blob or len(blob) % 32:
+        raise InvalidInput("batch_digests", "must be a non-empty run of 32-byte digests")
+    return blob
+
+
 @dataclass(frozen=True)
 class PendingEntry:
     """What the sequencer asks the store to append (already validated)."""
@@ -184,6 +208,8 @@ def _map_write_error(exc: sqlite3.Error) -> Exception:
     return StorageUnavailable(f"database write failed: {exc}")
 
 
+# Page cache of the writer connection, in KiB (SQLite's default is 2 MiB).
+WRITER_CACHE_KIB = 128 << 10
 # Tree levels at and above this one are kept in memory (about size / 2**HOT_LEVEL
 # nodes); a random inclusion proof then reads at most HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
@@ -298,6 +324,10 @@ class LogStore:
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect()
+        # Bulk appends insert ~10^5 random digests into the subjects index at
+        # once; with SQLite's default 2 MB cache the touched pages spill and are
+        # read again. The cache only grows as pages are used.
+        self._writer.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
         self._migrate()
         try:
             self._size, self._frontier, self._last_hash = self._load_tree()
@@ -560,6 +590,7 @@ class LogStore:
         new_entries: list[tuple[int, bytes, bytes]] = []
         new_hashes: list[bytes] = []
         subject_rows: list[tuple[bytes, int]] = []
+        subject_blobs: list[tuple[bytes, int]] = []  # (concatenated digests, entry index)
         batch_rows: list[tuple[int, bytes]] = []
         revocation_rows: list[tuple[int, int]] = []
         key_rows: list[tuple[int]] = []
@@ -582,11 +613,14 @@ class LogStore:
             new_entries.append((index, lh, data))
             new_hashes.append(lh)
             dedup_rows.append((item.dedup_key, index))
-            subject_rows.extend((d, index) for d in item.subject_digests)
+            if len(item.subject_digests) >= _SUBJECTS_IN_SQL:
+                subject_blobs.append((_digest_blob(sorted(item.subject_digests)), index))
+            else:
+                subject_rows.extend((d, index) for d in item.subject_digests)
             if item.batch_digests:
                 batch_rows.append((index, item.batch_digests))
-                blob = item.batch_digests
-                subject_rows.extend((blob[i : i + 32], index) for i in range(0, len(blob), 32))
+                # Sorted by the batch rule; SQLite cuts it, so its length must be exact.
+                subject_blobs.append((_digest_blob(item.batch_digests), index))
             revocation_rows.extend((target, index) for target in item.revokes)
             if item.kind is EntryKind.KEY_EVENT:
                 key_rows.append((index,))
@@ -610,7 +644,10 @@ class LogStore:
             [(n.level, n.index, h) for n, h in grown.new_nodes if n.level > 0],
         )
         conn.executemany("INSERT INTO dedup(key, idx) VALUES (?, ?)", dedup_rows)
+        subject_rows.sort()  # neighbouring keys: fewer B-tree pages touched per row
         conn.executemany("INSERT OR IGNORE INTO subjects(digest, idx) VALUES (?, ?)", subject_rows)
+        for blob, index in subject_blobs:
+            conn.execute(_INSERT_SUBJECT_BLOB, (blob, len(blob) // 32, index))
         conn.executemany("INSERT INTO batches(idx, digests) VALUES (?, ?)", batch_rows)
         conn.executemany("INSERT INTO revocations(target, idx) VALUES (?, ?)", revocation_rows)
         conn.executemany("INSERT INTO key_events(idx) VALUES (?)", key_rows)
