@@ -14,12 +14,20 @@ medians and the speed-up:
 * duplicate check of a 5,000-entry group: one query per key vs one per 500;
 * receipt verification on the client: checkpoint signature every receipt vs
   remembered per note (a group's receipts share one checkpoint);
-* predicate time parsing: ``strptime`` vs ``fromisoformat`` after the pattern.
+* predicate time parsing: ``strptime`` vs ``fromisoformat`` after the pattern;
+* cached inclusion proofs with every level in memory (``hot_level=0``): the
+  bottom-up walk over an int-keyed dict of nodes vs ``inclusion_nodes`` and
+  dense per-level lists;
+* subjects index insert of a 100,000-digest batch into a fresh table: one
+  ``executemany`` row per digest vs one statement cutting the blob in SQLite;
+* batch digest order check of 100,000 digests: a Python loop vs one
+  ``map(operator.lt, ...)`` pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import operator
 import random
 import sqlite3
 import statistics
@@ -28,13 +36,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anchorlog.client.verify import CheckpointMemo, check_checkpoint, check_entry
 from anchorlog.ledger.merkle import inclusion_plan
 from anchorlog.ledger.note import NoteVerifier
-from anchorlog.ledger.store import LogStore
+from anchorlog.ledger.store import _INSERT_SUBJECT_BLOB, LogStore
 from anchorlog.server.app import DB_FILE, KEY_FILE, load_signer
 from harness import environment, note, report
 from loader import ORIGIN, build_log
@@ -54,6 +63,49 @@ def per_op(count: int, work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return (time.perf_counter() - started) / count
+
+
+def _dict_walk(nodes: dict[int, bytes], edges: dict[int, bytes], index: int, size: int) -> list[bytes]:
+    """The cached audit path as it was before: RFC 9162's walk, one dict read per level."""
+    proof: list[bytes] = []
+    fn, sn, level = index, size - 1, 0
+    while sn:
+        if fn & 1:
+            proof.append(nodes[(fn - 1) << 6 | level])
+        elif fn < sn:
+            sibling = fn + 1
+            if (sibling + 1) << level > size:
+                proof.append(edges[sibling << level])
+            else:
+                proof.append(nodes[sibling << 6 | level])
+        fn >>= 1
+        sn >>= 1
+        level += 1
+    return proof
+
+
+def _subjects_insert(blob: bytes, *, blob_statement: bool) -> float:
+    """Seconds to insert a batch's subject rows into a fresh subjects table (commit excluded)."""
+    with tempfile.TemporaryDirectory(prefix="anchorlog-micro-subjects-") as tmp:
+        conn = sqlite3.connect(Path(tmp) / "s.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL, "
+            "PRIMARY KEY (digest, idx)) WITHOUT ROWID"
+        )
+        conn.execute("BEGIN IMMEDIATE")
+        started = time.perf_counter()
+        if blob_statement:
+            conn.execute(_INSERT_SUBJECT_BLOB, (blob, len(blob) // 32, 7))
+        else:
+            conn.executemany(
+                "INSERT OR IGNORE INTO subjects(digest, idx) VALUES (?, ?)",
+                [(blob[i : i + 32], 7) for i in range(0, len(blob), 32)],
+            )
+        elapsed = time.perf_counter() - started
+        conn.execute("COMMIT")
+        conn.close()
+    return elapsed
 
 
 def main() -> None:
@@ -170,6 +222,40 @@ def main() -> None:
         note(f"receipts: {results['receipt_verify_client']}")
         store.close()
         conn.close()
+
+        memory = LogStore(db, origin=ORIGIN, hot_level=0)
+        levels = memory._proofs.levels
+        by_key = {i << 6 | level: h for level, nodes in enumerate(levels) for i, h in enumerate(nodes)}
+        edges = memory._proofs.edges[n]
+        spread = [rng.randrange(n) for _ in range(5000)]
+        results["inclusion_proof_all_cached"] = ab(
+            options.runs,
+            lambda: per_op(len(spread), lambda: [_dict_walk(by_key, edges, i, n) for i in spread]),
+            lambda: per_op(len(spread), lambda: [memory._inclusion_from_edges(i, n, edges) for i in spread]),
+        )
+        assert all(_dict_walk(by_key, edges, i, n) == memory.inclusion_proof(i, n) for i in spread[:200])
+        note(f"cached proofs: {results['inclusion_proof_all_cached']}")
+        memory.close()
+
+    blob = b"".join(sorted(bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(100_000)))
+    results["subjects_insert_100k_batch"] = ab(
+        options.runs,
+        lambda: _subjects_insert(blob, blob_statement=False) / 100_000,
+        lambda: _subjects_insert(blob, blob_statement=True) / 100_000,
+    )
+    note(f"subjects insert: {results['subjects_insert_100k_batch']}")
+    digests = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+    def order_loop() -> None:
+        for i in range(1, len(digests)):
+            if digests[i - 1] >= digests[i]:
+                raise AssertionError
+
+    results["batch_order_check_100k"] = ab(
+        options.runs,
+        lambda: per_op(len(digests), order_loop),
+        lambda: per_op(len(digests), lambda: all(map(operator.lt, digests, islice(digests, 1, None)))),
+    )
 
     stamp = "2026-11-01T09:30:00Z"
     results["predicate_time_parse"] = ab(

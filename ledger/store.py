@@ -42,6 +42,7 @@ from anchorlog.ledger.merkle import (
     consistency_plan,
     fold_range,
     frontier_root,
+    inclusion_nodes,
     inclusion_plan,
     leaf_hash,
     node_hash,
@@ -246,26 +247,43 @@ class _ProofCache:
 
     Holds only committed, immutable values (a perfect subtree's hash never
     changes), added after the transaction that wrote them commits, so a reader
-    can never see a value the database does not hold. Single-key dict reads and
-    writes are atomic in CPython, so readers take no lock.
+    can never see a value the database does not hold. Readers take no lock:
+    list appends and single-key dict reads and writes are atomic in CPython.
     """
 
     def __init__(self, hot_level: int) -> None:
         self.hot_level = hot_level
-        # Keyed by node_key(level, index): an int hashes faster than a tuple.
-        self.nodes: dict[int, bytes] = {}
+        # Levels at and above hot_level, dense: levels[level][index]. Nodes of a
+        # level complete left to right, so each list only grows by appending; a
+        # list index costs one memory access where an int-keyed dict of
+        # millions of nodes costs three (most of a cached proof's time).
+        self.levels: list[list[bytes]] = [[] for _ in range(64)]
+        # Nodes below hot_level of the newest leaves, keyed index << 6 | level.
+        self.recent: dict[int, bytes] = {}
         self._recent: deque[tuple[int, list[int]]] = deque()
         self._recent_leaves = 0
         self.edges: OrderedDict[int, dict[int, bytes]] = OrderedDict()
 
+    def _put_hot(self, level: int, idx: int, h: bytes) -> None:
+        nodes = self.levels[level]
+        if idx == len(nodes):  # a gap (a node missing on disk) is never papered over
+            nodes.append(h)
+
+    def get(self, level: int, idx: int) -> bytes | None:
+        if level >= self.hot_level:
+            nodes = self.levels[level]
+            return nodes[idx] if idx < len(nodes) else None
+        return self.recent.get(idx << 6 | level)
+
     def load_hot(self, conn: sqlite3.Connection) -> None:
         for level, idx, h in conn.execute(
-            "SELECT level, idx, hash FROM nodes WHERE level >= ?", (max(1, self.hot_level),)
+            "SELECT level, idx, hash FROM nodes WHERE level >= ? ORDER BY level, idx",
+            (max(1, self.hot_level),),
         ):
-            self.nodes[idx << 6 | level] = h
+            self._put_hot(level, idx, h)
         if self.hot_level == 0:
-            for idx, h in conn.execute("SELECT idx, leaf_hash FROM entries"):
-                self.nodes[idx << 6] = h
+            for idx, h in conn.execute("SELECT idx, leaf_hash FROM entries ORDER BY idx"):
+                self._put_hot(0, idx, h)
 
     def committed(
         self, size: int, frontier: Sequence[bytes], new_nodes: Sequence[tuple[NodeID, bytes]]
@@ -273,9 +291,11 @@ class _ProofCache:
         keys = []
         leaves = 0
         for node, h in new_nodes:
-            key = node.index << 6 | node.level
-            self.nodes[key] = h
-            if node.level < self.hot_level:
+            if node.level >= self.hot_level:
+                self._put_hot(node.level, node.index, h)
+            else:
+                key = node.index << 6 | node.level
+                self.recent[key] = h
                 keys.append(key)
             leaves += node.level == 0
         if keys:
@@ -285,7 +305,7 @@ class _ProofCache:
             count, old = self._recent.popleft()
             self._recent_leaves -= count
             for key in old:
-                self.nodes.pop(key, None)
+                self.recent.pop(key, None)
         self.edges[size] = _edge_hashes(size, frontier)
         while len(self.edges) > EDGE_SIZES:
             self.edges.popitem(last=False)
@@ -739,11 +759,11 @@ class LogStore:
         return found
 
     def _nodes(self, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
-        cached = self._proofs.nodes
+        cached = self._proofs.get
         found: dict[NodeID, bytes] = {}
         missing_ids = []
         for node in ids:
-            h = cached.get(node.index << 6 | node.level)
+            h = cached(node.level, node.index)
             if h is None:
                 missing_ids.append(node)
             else:
@@ -768,44 +788,36 @@ class LogStore:
     def _inclusion_from_edges(self, index: int, size: int, edges: dict[int, bytes]) -> list[bytes]:
         """The audit path from cached nodes and right-edge hashes, leaf first.
 
-        Bottom-up, as RFC 9162 §2.1.3.2 walks it: at each level the sibling is
-        a perfect subtree (one node, from memory or else read from disk), or
-        the partial range [begin, size) on the right edge, whose hash ``edges``
-        holds, or absent where the last node of a level is carried up.
+        Each sibling is a perfect subtree (one node, from memory or else read
+        from disk) or, at most once, the partial range [begin, size) on the
+        right edge, whose hash ``edges`` holds.
         """
-        cached = self._proofs.nodes
-        proof: list[bytes] = []
-        unread: list[tuple[int, int, int]] = []  # (position in proof, level, index)
-        fn, sn, level = index, size - 1, 0
-        while sn:
-            if fn & 1:
-                sibling = fn - 1
-            elif fn < sn:
-                sibling = fn + 1
-                if (sibling + 1) << level > size:
-                    proof.append(edges[sibling << level])
-                    fn >>= 1
-                    sn >>= 1
-                    level += 1
-                    continue
-            else:
-                fn >>= 1
-                sn >>= 1
-                level += 1
-                continue
-            h = cached.get(sibling << 6 | level)
-            if h is None:
-                unread.append((len(proof), level, sibling))
-                h = b""
-            proof.append(h)
-            fn >>= 1
-            sn >>= 1
-            level += 1
-        if unread:
+        path, edge = inclusion_nodes(index, size)
+        cache = self._proofs
+        proof: list[bytes | None]
+        if path and path[0][0] >= cache.hot_level:
+            # Every level is dense in memory: index the lists, no branch per node.
+            levels = cache.levels
+            try:
+                if edge < 0:
+                    proof = [levels[level][idx] for level, idx in path]
+                else:
+                    proof = [levels[level][idx] for level, idx in path[:edge]]
+                    proof.append(None)  # the partial subtree, from `edges` below
+                    proof += [levels[level][idx] for level, idx in path[edge + 1 :]]
+            except IndexError:  # not cached (a node missing on disk): read below
+                proof = [cache.get(level, idx) for level, idx in path]
+        else:
+            proof = [cache.get(level, idx) for level, idx in path]
+        if edge >= 0:
+            level, idx = path[edge]
+            proof[edge] = edges[idx << level]
+        if None in proof:
+            unread = [(k, *path[k]) for k, h in enumerate(proof) if h is None]
             found = self._read_path_nodes([(lvl, idx) for _, lvl, idx in unread])
             for position, lvl, idx in unread:
                 proof[position] = found[(lvl, idx)]
-        return proof
+        return proof  # type: ignore[return-value]  # every None was replaced
 
     def _read_path_nodes(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Nodes of one audit path in a single query (at most one of them is a leaf)."""

@@ -20,6 +20,7 @@ from anchorlog.ledger.merkle.consistency import (
 )
 from anchorlog.ledger.merkle.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
 from anchorlog.ledger.merkle.inclusion import (
+    inclusion_nodes,
     inclusion_plan,
     inclusion_proof_length,
     root_from_inclusion,
@@ -47,6 +48,7 @@ __all__ = [
     "consistency_proof_length",
     "fold_range",
     "frontier_root",
+    "inclusion_nodes",
     "inclusion_plan",
     "inclusion_proof_length",
     "leaf_hash",

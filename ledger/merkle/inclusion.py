@@ -14,7 +14,13 @@ from anchorlog.ledger.errors import InvalidInput, VerificationError
 from anchorlog.ledger.merkle.hashing import HASH_SIZE, node_hash
 from anchorlog.ledger.merkle.ranges import ProofPlan, check_size
 
-__all__ = ["inclusion_plan", "inclusion_proof_length", "root_from_inclusion", "verify_inclusion"]
+__all__ = [
+    "inclusion_nodes",
+    "inclusion_plan",
+    "inclusion_proof_length",
+    "root_from_inclusion",
+    "verify_inclusion",
+]
 
 
 def inclusion_plan(index: int, size: int) -> ProofPlan:
@@ -37,6 +43,33 @@ def inclusion_plan(index: int, size: int) -> ProofPlan:
             lo += k
     siblings.reverse()  # the recursion emits the deepest sibling first
     return ProofPlan(tuple(siblings))
+
+
+def inclusion_nodes(index: int, size: int) -> tuple[list[tuple[int, int]], int]:
+    """PATH(index, D[size]) as tree nodes ``(level, node index)``, leaf side first.
+
+    Every element is the perfect subtree ``[idx << level, (idx + 1) << level)``
+    except at most one, at the returned position (-1 if none): there the
+    sibling is the partial range ``[idx << level, size)`` on the right edge.
+    The same path as ``inclusion_plan``, without walking the tree: below the
+    level where the paths to ``index`` and to the last leaf part, the sibling
+    at each level is the neighbour ``(index >> level) ^ 1``, and only the
+    topmost of those can be partial; above it, a sibling (on the left) exists
+    where ``index`` has a 1-bit.
+    """
+    if type(index) is not int or type(size) is not int or not 0 <= index < size:
+        inclusion_plan(index, size)  # raises the precise InvalidInput for a bad value
+        index, size = int(index), int(size)  # an int subclass that passed
+    inner = (index ^ (size - 1)).bit_length()
+    path = [(level, (index >> level) ^ 1) for level in range(inner)]
+    edge = inner - 1 if inner > 1 and size & ((1 << (inner - 1)) - 1) else -1
+    high, level = index >> inner, inner
+    while high:  # zero for most leaves of a tree that is not a power of two
+        if high & 1:
+            path.append((level, high ^ 1))
+        high >>= 1
+        level += 1
+    return path, edge
 
 
 def inclusion_proof_length(index: int, size: int) -> int:

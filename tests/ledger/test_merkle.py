@@ -27,6 +27,7 @@ from anchorlog.ledger.merkle import (
     consistency_proof_length,
     fold_range,
     frontier_root,
+    inclusion_nodes,
     inclusion_plan,
     inclusion_proof_length,
     leaf_hash,
@@ -644,3 +645,51 @@ def test_bad_claims_fail_verification(call: Callable[[], object]) -> None:
     with pytest.raises(VerificationError) as err:
         call()
     assert str(err.value)
+
+
+# --- inclusion_nodes: the audit path as stored nodes, without the walk ---------
+
+
+def _nodes_path(index: int, size: int, mth: Callable[[int, int], bytes]) -> list[bytes]:
+    path, edge = inclusion_nodes(index, size)
+    return [
+        mth(i << level, size if k == edge else (i + 1) << level) for k, (level, i) in enumerate(path)
+    ]
+
+
+@pytest.mark.parametrize(
+    "case", TREE["inclusion_proofs"], ids=lambda c: f"{c['index']}-of-{c['size']}"
+)
+def test_reference_tree_inclusion_nodes(case: dict[str, Any]) -> None:
+    index, size, want = case["index"], case["size"], unhex(case["proof"])
+    assert _nodes_path(index, size, Ref(VECTOR_LEAVES).mth) == want
+
+
+def test_inclusion_nodes_of_small_trees_match_reference() -> None:
+    for size in range(1, 70):
+        for index in range(size):
+            assert _nodes_path(index, size, REF.mth) == REF.inclusion(index, size)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.data())
+def test_inclusion_nodes_name_the_planned_ranges(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, 2**64), label="size")
+    index = data.draw(st.integers(0, size - 1), label="index")
+    path, edge = inclusion_nodes(index, size)
+    ranges = tuple(
+        (i << level, size if k == edge else (i + 1) << level) for k, (level, i) in enumerate(path)
+    )
+    assert ranges == inclusion_plan(index, size).ranges
+    for k, (level, i) in enumerate(path):
+        # Perfect subtrees inside the tree, except the one partial range on the edge.
+        assert ((i + 1) << level > size) == (k == edge)
+    assert [level for level, _ in path] == sorted({level for level, _ in path})
+
+
+@pytest.mark.parametrize(
+    ("index", "size"), [(-1, 5), (5, 5), (0, 0), (True, 5), (1.0, 5), (0, "3")]
+)
+def test_inclusion_nodes_refuse_bad_arguments(index: object, size: object) -> None:
+    with pytest.raises(InvalidInput):
+        inclusion_nodes(index, size)  # type: ignore[arg-type]

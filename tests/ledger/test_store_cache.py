@@ -146,3 +146,24 @@ def test_cache_changes_no_answer(tmp_path: Path, sign) -> None:  # type: ignore[
         assert cached.consistency_proof(3, size) == plain.consistency_proof(3, size)
     cached.close()
     plain.close()
+
+
+@pytest.mark.parametrize("hot_level", [0, 2])
+def test_node_missing_on_disk_is_not_papered_over_by_the_dense_cache(tmp_path: Path, sign, hot_level: int) -> None:  # type: ignore[no-untyped-def]
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)
+    roots = _grow(store, [300], sign)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "log.db")
+    conn.execute("DROP TRIGGER nodes_no_delete")
+    conn.execute("DELETE FROM nodes WHERE level = 3 AND idx = 5")  # leaves 40..47, not on the frontier
+    conn.commit()
+    conn.close()
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN, hot_level=hot_level)
+    # Proofs that need the missing node are refused; the nodes after it on
+    # its level still give right proofs (they are not shifted into its place).
+    for index in (32, 39):
+        with pytest.raises(TamperedStoreError, match="missing"):
+            store.inclusion_proof(index, 300)
+    for index in (0, 55, 56, 299):
+        verify_inclusion(store.entry(index).leaf_hash, index, 300, store.inclusion_proof(index, 300), roots[300])
+    store.close()
