@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import NoReturn, Self
 
 import grpc
+from anchorlog.client.proved_paths import ProvedPaths
 from anchorlog.client.receipts import Bundle, Receipt
 from anchorlog.client.state import (
     advance_trusted,
@@ -310,6 +311,8 @@ class LedgerClient:
         self._unsaved: VerifiedCheckpoint | None = None
         self._saved_at = time.monotonic()
         self._principal: str | None = None
+        # Audit paths already proved in the tree of the latest receipt checkpoint.
+        self._paths: ProvedPaths | None = None
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -633,17 +636,22 @@ class LedgerClient:
     # ------------------------------------------------------------ vendors
 
     def _receipt(self, receipt: pb.Receipt, submitted: Submission | None) -> Receipt:
+        proved = receipt.entry
+        entry, inclusion = proved.entry, proved.inclusion
         out = Receipt(
-            index=receipt.entry.entry.index,
-            data=bytes(receipt.entry.entry.data),
-            tree_size=receipt.entry.inclusion.tree_size,
-            hashes=tuple(receipt.entry.inclusion.hashes),
-            checkpoint=bytes(receipt.checkpoint.note),
+            index=entry.index,
+            data=entry.data,
+            tree_size=inclusion.tree_size,
+            hashes=tuple(inclusion.hashes),
+            checkpoint=receipt.checkpoint.note,
             duplicate=receipt.duplicate,
         )
-        verified = check_entry(
-            out.index, out.data, out.hashes, out.tree_size, self._checkpoints.check(out.checkpoint)
-        )
+        checkpoint = self._checkpoints.check(out.checkpoint)
+        paths = self._paths
+        if paths is None or (paths.size, paths.root) != (checkpoint.size, checkpoint.root_hash):
+            # Receipts come in groups per checkpoint: their audit paths share most nodes.
+            paths = self._paths = ProvedPaths(checkpoint.size, checkpoint.root_hash)
+        verified = check_entry(out.index, out.data, out.hashes, out.tree_size, checkpoint, paths)
         self._trust(out.checkpoint)
         if submitted is not None:
             self._check_submitted(verified, submitted, out.duplicate)

@@ -36,6 +36,15 @@ _ENVELOPE_FIELDS = frozenset({"payload", "payloadType", "signatures"})
 _SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
 _STD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URL_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+# The compact one-signature form ``encode_envelope`` writes (what clients send),
+# with string values free of quotes, backslashes, control and non-ASCII
+# characters: for such bytes json.loads gives exactly the captured strings, so
+# the strict parser can be skipped. Anything else takes the strict parser.
+_TEXT = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+_COMPACT_ENVELOPE = re.compile(
+    rb'\{"payload":"(%s)","payloadType":"(%s)","signatures":\[\{"keyid":"(%s)","sig":"(%s)"\}\]\}'
+    % (_TEXT, _TEXT, _TEXT, _TEXT)
+)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -95,7 +104,16 @@ class Envelope:
             raise InvalidInput("envelope", f"must be bytes, got {type(data).__name__}")
         if max_bytes is not None and len(data) > max_bytes:
             raise InvalidInput("envelope", f"{len(data)} bytes exceeds the limit of {max_bytes}")
-        doc = strict_json(data, "envelope")
+        compact = _COMPACT_ENVELOPE.fullmatch(data)
+        if compact is not None:
+            payload_text, type_text, keyid_text, sig_text = (g.decode("ascii") for g in compact.groups())
+            doc: Any = {
+                "payload": payload_text,
+                "payloadType": type_text,
+                "signatures": [{"keyid": keyid_text, "sig": sig_text}],
+            }
+        else:
+            doc = strict_json(data, "envelope")
         if not isinstance(doc, dict):
             raise InvalidInput("envelope", "must be a JSON object")
         unknown = set(doc) - _ENVELOPE_FIELDS
@@ -140,11 +158,13 @@ def strict_json(data: bytes, field: str) -> Any:
     """
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise InvalidInput(field, f"duplicate JSON key {key[:60]!r}")
-            out[key] = value
+        out = dict(pairs)  # in C; a key seen twice makes the dict shorter than the pairs
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise InvalidInput(field, f"duplicate JSON key {key[:60]!r}")
+                seen.add(key)
         return out
 
     def no_constants(name: str) -> Any:
@@ -167,13 +187,23 @@ def strict_json(data: bytes, field: str) -> Any:
         raise InvalidInput(field, "is nested too deeply") from None
 
 
-def verify_envelope(envelope: Envelope, public_key: bytes) -> None:
-    """Raise VerificationError unless a signature verifies with ``public_key`` over PAE."""
-    try:
-        key = Ed25519PublicKey.from_public_bytes(public_key)
-    except ValueError:
-        raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
-    message = envelope.pae()
+def verify_envelope(
+    envelope: Envelope, public_key: bytes | Ed25519PublicKey, *, message: bytes | None = None
+) -> None:
+    """Raise VerificationError unless a signature verifies with ``public_key`` over PAE.
+
+    ``public_key`` may be already loaded, and ``message`` the envelope's PAE
+    already computed (callers that check many envelopes with few keys).
+    """
+    if isinstance(public_key, Ed25519PublicKey):
+        key = public_key
+    else:
+        try:
+            key = Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError:
+            raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
+    if message is None:
+        message = envelope.pae()
     for signature in envelope.signatures:
         if len(signature.sig) != 64:
             continue
@@ -182,9 +212,8 @@ def verify_envelope(envelope: Envelope, public_key: bytes) -> None:
         except InvalidSignature:
             continue
         return
-    raise VerificationError(
-        f"no envelope signature verifies with key {ed25519_key_id(public_key)[:16]}…"
-    )
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raise VerificationError(f"no envelope signature verifies with key {ed25519_key_id(raw)[:16]}…")
 
 
 def sign_envelope(

@@ -66,7 +66,7 @@ from anchorlog.server.errors import (
     to_status,
 )
 from anchorlog.server.sequencer import SequencedItem, Sequencer
-from anchorlog.server.submissions import SubmissionLimits, prepare_submission
+from anchorlog.server.submissions import PublicKeys, SubmissionLimits, prepare_submission
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
@@ -331,6 +331,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._failures = failures
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
+        self._public_keys = PublicKeys()
 
     # ------------------------------------------------------------ plumbing
 
@@ -480,6 +481,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             registry=self._registry,
             store=self._store,
             limits=self._limits.submission,
+            keys=self._public_keys,
         )
 
     def _prepare_all(
