@@ -150,34 +150,43 @@ class Envelope:
         return cls(payload_type=payload_type, payload=payload, signatures=tuple(signatures))
 
 
+class _StrictJsonError(Exception):
+    """Raised inside the decoder; strict_json names the field."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)  # in C; a key seen twice makes the dict shorter than the pairs
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _StrictJsonError(f"duplicate JSON key {key[:60]!r}")
+            seen.add(key)
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise _StrictJsonError(f"{name} is not valid JSON")
+
+
+# Immutable configuration, made once: json.loads with hooks builds a decoder per call.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 def strict_json(data: bytes, field: str) -> Any:
     """Parse UTF-8 JSON, refusing duplicate keys and NaN/Infinity.
 
     Duplicate keys are how two parsers can disagree about what was signed, so
     they are an error, not a last-one-wins.
     """
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)  # in C; a key seen twice makes the dict shorter than the pairs
-        if len(out) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise InvalidInput(field, f"duplicate JSON key {key[:60]!r}")
-                seen.add(key)
-        return out
-
-    def no_constants(name: str) -> Any:
-        raise InvalidInput(field, f"{name} is not valid JSON")
-
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(field, f"is not valid UTF-8 (byte offset {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
-    except InvalidInput:
-        raise
+        return _STRICT_DECODER.decode(text)
+    except _StrictJsonError as exc:
+        raise InvalidInput(field, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(field, f"is not valid JSON: {exc.msg} at offset {exc.pos}") from None
     except ValueError as exc:
@@ -195,7 +204,7 @@ def verify_envelope(
     ``public_key`` may be already loaded, and ``message`` the envelope's PAE
     already computed (callers that check many envelopes with few keys).
     """
-    if isinstance(public_key, Ed25519PublicKey):
+    if not isinstance(public_key, bytes):  # already loaded (an ABC: isinstance on it is slow)
         key = public_key
     else:
         try:

@@ -66,7 +66,7 @@ from anchorlog.server.errors import (
     to_status,
 )
 from anchorlog.server.sequencer import SequencedItem, Sequencer
-from anchorlog.server.submissions import PublicKeys, SubmissionLimits, prepare_submission
+from anchorlog.server.submissions import PublicKeys, SubmissionLimits, VendorSubmissions
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
@@ -473,25 +473,18 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     # ------------------------------------------------------------ submit
 
-    def _prepare(self, item: pb.SubmitItem, principal: Principal) -> SequencedItem:
-        return prepare_submission(
-            item.envelope,
-            item.batch_digests,
-            vendor_id=principal.name,
-            registry=self._registry,
-            store=self._store,
-            limits=self._limits.submission,
-            keys=self._public_keys,
-        )
-
     def _prepare_all(
         self, items: Iterable[pb.SubmitItem], principal: Principal
     ) -> list[SequencedItem | BaseException]:
         """Each item validated on its own: a bad one is answered with its error, the rest go on."""
+        submissions = VendorSubmissions(
+            principal.name, registry=self._registry, store=self._store,
+            limits=self._limits.submission, keys=self._public_keys,
+        )
         prepared: list[SequencedItem | BaseException] = []
         for item in items:
             try:
-                prepared.append(self._prepare(item, principal))
+                prepared.append(submissions.prepare(item.envelope, item.batch_digests))
             except Exception as exc:  # noqa: BLE001 - reported per item
                 prepared.append(exc)
         return prepared
@@ -507,26 +500,44 @@ class LedgerService(pb_grpc.LedgerServicer):
             )
         return count
 
-    def _settle(
-        self, position: int, answer: tuple[AppendResult, int] | BaseException
-    ) -> pb.ItemResult:
-        if isinstance(answer, BaseException):
-            return pb.ItemResult(position=position, error=to_status(answer))
-        result, index = answer
-        return pb.ItemResult(position=position, receipt=self._receipt(result, index))
-
-    def _settle_all(
+    def _settle_into(
         self,
+        response: pb.SubmitResponse,
         start: int,
         prepared: list[SequencedItem | BaseException],
         sequenced: list[tuple[AppendResult, int] | BaseException],
     ) -> list[tuple[pb.ItemResult, tuple[AppendResult, int] | BaseException]]:
-        """Results for ``prepared`` (numbered from ``start``), given the sequencer's answers to the valid ones."""
+        """Results for ``prepared`` (numbered from ``start``), given the sequencer's answers to
+        the valid ones, written into ``response`` in place (building each receipt as a separate
+        message and copying it in cost twice as much)."""
         answers = iter(sequenced)
+        add = response.results.add
         out = []
+        checkpoints: dict[int, pb.Checkpoint] = {}
         for offset, item in enumerate(prepared):
             answer = item if isinstance(item, BaseException) else next(answers)
-            out.append((self._settle(start + offset, answer), answer))
+            result = add(position=start + offset)
+            if isinstance(answer, BaseException):
+                result.error.CopyFrom(to_status(answer))
+            else:
+                group, index = answer
+                cp = group.checkpoint
+                cp_pb = checkpoints.get(cp.size)
+                if cp_pb is None:
+                    cp_pb = checkpoints[cp.size] = _checkpoint_pb(cp)
+                stored = group.entries[index]
+                receipt = result.receipt
+                proved = receipt.entry
+                entry = proved.entry
+                entry.index = stored.index
+                entry.data = stored.data
+                inclusion = proved.inclusion
+                inclusion.leaf_index = stored.index
+                inclusion.tree_size = cp.size
+                inclusion.hashes.extend(self._store.inclusion_proof(stored.index, cp.size))
+                receipt.checkpoint.CopyFrom(cp_pb)
+                receipt.duplicate = group.duplicate[index]
+            out.append((result, answer))
         return out
 
     def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitResponse:
@@ -536,7 +547,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             valid = [p for p in prepared if isinstance(p, SequencedItem)]
             self._still_wanted(context)
             sequenced = self._sequencer.submit(valid).result() if valid else []
-            return pb.SubmitResponse(results=[r for r, _ in self._settle_all(0, prepared, sequenced)])
+            response = pb.SubmitResponse()
+            self._settle_into(response, 0, prepared, sequenced)
+            return response
 
         return self._guard("Submit", context, handle)
 
@@ -600,23 +613,21 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if last_size is None:
                         last_size = trusted[0] if trusted else 0
                     sequenced = batch.queued.result() if batch.queued is not None else []
-                    results = []
-                    for result, answer in self._settle_all(batch.start, batch.prepared, sequenced):
-                        results.append(result)
+                    response = pb.SubmitResponse()
+                    for result, answer in self._settle_into(response, batch.start, batch.prepared, sequenced):
                         if isinstance(answer, BaseException):
                             continue
                         size = answer[0].checkpoint.size
                         # Sizes are non-decreasing along the stream; a smaller one gets no proof.
                         if size > last_size:
                             if last_size > 0:
-                                result.consistency.CopyFrom(pb.ConsistencyProof(
-                                    first_size=last_size,
-                                    second_size=size,
-                                    hashes=self._store.consistency_proof(last_size, size),
-                                ))
+                                proof = result.consistency
+                                proof.first_size = last_size
+                                proof.second_size = size
+                                proof.hashes.extend(self._store.consistency_proof(last_size, size))
                             last_size = size
                     window.release(len(batch.prepared))
-                    yield pb.SubmitResponse(results=results)
+                    yield response
             finally:
                 stopped.set()
             feeder.join()
