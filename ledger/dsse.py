@@ -106,14 +106,8 @@ class Envelope:
             raise InvalidInput("envelope", f"{len(data)} bytes exceeds the limit of {max_bytes}")
         compact = _COMPACT_ENVELOPE.fullmatch(data)
         if compact is not None:
-            payload_text, type_text, keyid_text, sig_text = (g.decode("ascii") for g in compact.groups())
-            doc: Any = {
-                "payload": payload_text,
-                "payloadType": type_text,
-                "signatures": [{"keyid": keyid_text, "sig": sig_text}],
-            }
-        else:
-            doc = strict_json(data, "envelope")
+            return cls._from_compact(*compact.groups())
+        doc = strict_json(data, "envelope")
         if not isinstance(doc, dict):
             raise InvalidInput("envelope", "must be a JSON object")
         unknown = set(doc) - _ENVELOPE_FIELDS
@@ -148,6 +142,22 @@ class Envelope:
                 raise InvalidInput(f"{where}.sig", "is empty")
             signatures.append(Signature(sig=sig, keyid=keyid))
         return cls(payload_type=payload_type, payload=payload, signatures=tuple(signatures))
+
+    @classmethod
+    def _from_compact(cls, payload_b64: bytes, type_text: bytes, keyid_text: bytes, sig_b64: bytes) -> Envelope:
+        """The values of a compact one-signature envelope, checked as ``parse`` checks them."""
+        payload_type = type_text.decode("ascii")
+        if not payload_type:
+            raise InvalidInput("envelope.payloadType", "must be a non-empty string")
+        payload = b64decode_either(payload_b64.decode("ascii"), "envelope.payload")
+        where = "envelope.signatures[0]"
+        keyid = keyid_text.decode("ascii")
+        if len(keyid) > MAX_KEYID_LENGTH:
+            raise InvalidInput(f"{where}.keyid", f"must be a string of <= {MAX_KEYID_LENGTH}")
+        sig = b64decode_either(sig_b64.decode("ascii"), f"{where}.sig")
+        if not sig:
+            raise InvalidInput(f"{where}.sig", "is empty")
+        return cls(payload_type=payload_type, payload=payload, signatures=(Signature(sig=sig, keyid=keyid),))
 
 
 class _StrictJsonError(Exception):

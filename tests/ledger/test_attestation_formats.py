@@ -396,7 +396,7 @@ def _envelope_outcome(raw: bytes) -> object:
 
 _FIELD_TEXT = st.one_of(
     st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
-    st.sampled_from(["", "AAAA", "AA==", "A===", "QUJD", "a_b-", "a+b/", 'x\\"y', "x\\u0041", "é"]),
+    st.sampled_from(["", "AAAA", "AA==", "A===", "QUJD", "a_b-", "a+b/", 'x\\"y', "x\\u0041", "é", "k" * 257]),
 )
 
 
