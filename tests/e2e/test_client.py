@@ -12,6 +12,7 @@ import itertools
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 import grpc
 import pytest
-from anchorlog.client.ledger import LedgerClient, LedgerRpcError
+from anchorlog.client.ledger import LedgerClient, LedgerRpcError, Submission
 from anchorlog.client.receipts import Bundle, dumps, load_document, save_receipt, verify_document
 from anchorlog.client.state import load_trusted, pinned_vkey
 from anchorlog.client.vendor import (
@@ -732,6 +733,52 @@ def test_submit_stream_needs_one_answer_per_item(world: World, proxy: tuple[str,
         pytest.raises(VerificationError, match=message),
     ):
         list(client.submit_stream(items, max_items_per_message=per_message))
+
+
+def test_submit_stream_sends_what_is_ready_without_waiting_for_a_full_message(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    """A producer that makes its next item only after the previous one's receipt: packing
+    must not wait for a full message (that would never come), and still answers every item."""
+    address, servicer = proxy
+    sizes: list[int] = []
+
+    def record(answers: Iterator[pb.SubmitResponse]) -> Iterator[pb.SubmitResponse]:
+        for answer in answers:
+            sizes.append(len(answer.results))
+            yield answer
+
+    servicer.tamper["SubmitStream"] = record
+    answered = threading.Semaphore(0)
+
+    def one_at_a_time() -> Iterator[Submission]:
+        for i in range(3):
+            if i:
+                assert answered.acquire(timeout=30), "item was held back waiting for a full message"
+            yield attest_samples(world.key, [hash_text(f"ready {i} {uuid.uuid4()}")], VALIDATED)
+
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "v.json") as client:
+        outcomes = []
+        for outcome in client.submit_stream(one_at_a_time()):
+            outcomes.append(outcome)
+            answered.release()
+    assert [o.position for o in outcomes] == [0, 1, 2] and all(o.ok for o in outcomes)
+    assert sizes == [1, 1, 1]
+
+
+def test_submit_stream_reports_a_failing_producer_after_answering_what_was_sent(
+    world: World, tmp_path: Path
+) -> None:
+    def breaks_after_two() -> Iterator[Submission]:
+        for i in range(2):
+            yield attest_samples(world.key, [hash_text(f"producer {i} {uuid.uuid4()}")], VALIDATED)
+        raise OSError("manifest unreadable")
+
+    outcomes = []
+    with world.client(world.vendor_token, "vendor") as client, pytest.raises(OSError, match="manifest unreadable"):
+        outcomes.extend(client.submit_stream(breaks_after_two()))
+    assert len(outcomes) <= 2 and all(o.ok for o in outcomes)
 
 
 def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tuple[str, _TamperingProxy],
