@@ -26,6 +26,7 @@ import multiprocessing as mp
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +40,7 @@ from harness import (
     environment,
     median,
     note,
+    process_cpu_seconds,
     report,
     sample_digest,
     setup_vendor,
@@ -49,6 +51,14 @@ from harness import (
 from loader import build_log
 
 TARGET = 6000.0
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    rate: float  # attestations/s
+    # CPU time per attestation (user + system, all threads): where the 2 cores go.
+    server_cpu_us: float
+    client_cpu_us: float
 
 
 def _submitter(
@@ -75,6 +85,7 @@ def _submitter(
 
 
 def _process_main(args: tuple[str, str, str, list[list[bytes]], str, int, mp.Barrier, mp.Queue]) -> None:
+    import resource
     import threading
 
     address, log_key, token, slices, state_dir, per_request, barrier, out = args
@@ -91,11 +102,14 @@ def _process_main(args: tuple[str, str, str, list[list[bytes]], str, int, mp.Bar
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(slices))]
     barrier.wait()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.put(repr(errors[0]) if errors else sum(counts))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    out.put(repr(errors[0]) if errors else (sum(counts), cpu))
 
 
 def run_once(
@@ -106,8 +120,8 @@ def run_once(
     procs: int,
     state_dir: Path,
     per_request: int = 0,
-) -> float:
-    """Submit ``envelopes`` from ``streams`` submitters in ``procs`` processes; attestations/s.
+) -> RunFigures:
+    """Submit ``envelopes`` from ``streams`` submitters in ``procs`` processes.
 
     ``per_request`` 0: one ``SubmitStream`` per submitter; else unary ``Submit``
     calls of that many envelopes (each still one sample).
@@ -128,17 +142,24 @@ def run_once(
     for w in workers:
         w.start()
     barrier.wait()
+    server_cpu = process_cpu_seconds(server.process.pid)
     started = time.perf_counter()
     results = [out.get() for _ in workers]
     elapsed = time.perf_counter() - started
+    server_cpu = process_cpu_seconds(server.process.pid) - server_cpu
     for w in workers:
         w.join()
-    bad = [r for r in results if not isinstance(r, int)]
+    bad = [r for r in results if not isinstance(r, tuple)]
     if bad:
         raise RuntimeError(f"a submitter failed: {bad[0]}")
-    if sum(results) != len(envelopes):
-        raise RuntimeError(f"{sum(results)} receipts for {len(envelopes)} envelopes")
-    return len(envelopes) / elapsed
+    receipts = sum(r[0] for r in results)
+    if receipts != len(envelopes):
+        raise RuntimeError(f"{receipts} receipts for {len(envelopes)} envelopes")
+    return RunFigures(
+        rate=len(envelopes) / elapsed,
+        server_cpu_us=1e6 * server_cpu / len(envelopes),
+        client_cpu_us=1e6 * sum(r[1] for r in results) / len(envelopes),
+    )
 
 
 def phase(
@@ -153,15 +174,24 @@ def phase(
     # One short warm-up run (connections, caches), not counted.
     run_once(server, token, batches[0][: options.per_run // 4], options.streams, options.procs,
              tmp / f"{name}-w", options.per_request)
-    rates = []
+    rates: list[float] = []
+    server_cpu: list[float] = []
+    client_cpu: list[float] = []
     profile = options.profile / f"append-{name}.txt" if options.profile else None
     with ServerProfile(server.process.pid, profile):
         for r in range(1, options.runs + 1):
-            rate = run_once(server, token, batches[r], options.streams, options.procs, tmp / f"{name}-{r}",
-                            options.per_request)
-            note(f"[{name}] run {r}: {rate:,.0f} attestations/s")
-            rates.append(rate)
-    result: dict[str, object] = {"attestations_per_s": stat(rates, 0)}
+            figures = run_once(server, token, batches[r], options.streams, options.procs,
+                               tmp / f"{name}-{r}", options.per_request)
+            note(f"[{name}] run {r}: {figures.rate:,.0f} attestations/s; CPU per attestation: "
+                 f"server {figures.server_cpu_us:,.0f} us, clients {figures.client_cpu_us:,.0f} us")
+            rates.append(figures.rate)
+            server_cpu.append(figures.server_cpu_us)
+            client_cpu.append(figures.client_cpu_us)
+    result: dict[str, object] = {
+        "attestations_per_s": stat(rates, 0),
+        "server_cpu_us_per_attestation": stat(server_cpu, 0),
+        "client_cpu_us_per_attestation": stat(client_cpu, 0),
+    }
     if profile is not None:
         result["server_profile"] = top_frames(profile)
         result["server_profile_file"] = str(profile)

@@ -174,6 +174,12 @@ def timed_runs(runs: int, work: Callable[[], float]) -> list[float]:
     return [work() for _ in range(runs)]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from types import TracebackType
 from typing import NoReturn, Self
 
 import grpc
+from anchorlog.client.proved_paths import ProvedPaths
 from anchorlog.client.receipts import Bundle, Receipt
 from anchorlog.client.state import (
     advance_trusted,
@@ -69,6 +72,10 @@ MAX_MESSAGE_BYTES = 64 << 20
 # How often, at most, a newly trusted checkpoint is written to the state file.
 STATE_SAVE_INTERVAL_S = 0.5
 TOKEN_ID_HEX_CHARS = 16
+# SubmitStream packing: items and bytes per message. Well below the service's
+# default window (2,048 items per stream), so several messages are in flight.
+STREAM_MESSAGE_ITEMS = 256
+STREAM_MESSAGE_BYTES = 4 << 20
 
 
 def token_id_of(token: str) -> str:
@@ -144,6 +151,100 @@ def _registered(
         not_before=datetime.fromtimestamp(not_before, UTC) if not_before > 0 else None,
         not_after=datetime.fromtimestamp(not_after, UTC) if not_after > 0 else None,
     )
+
+
+def _submit_request(items: Sequence[Submission], trusted_size: int = 0) -> pb.SubmitRequest:
+    """Items added in place: building each as its own message and copying it in costs twice as much."""
+    request = pb.SubmitRequest(trusted_size=trusted_size)
+    add = request.items.add
+    for item in items:
+        if item.batch_digests:
+            add(envelope=item.envelope, batch_digests=item.batch_digests)
+        else:
+            add(envelope=item.envelope)
+    return request
+
+
+def _misanswered(positions: Sequence[int], start: int, count: int) -> str:
+    """Why a SubmitStream response does not answer exactly the items of its message, in order."""
+    seen: set[int] = set()
+    for p in positions:
+        if p in seen:
+            return f"server answered item {p} twice"
+        seen.add(p)
+        if not start <= p < start + count:
+            return f"server answered item {p}, not one of the message's items {start}..{start + count - 1}"
+    if len(positions) < count:
+        return (
+            f"server answered {len(positions)} of the {count} items of a message (items "
+            f"{start}..{start + count - 1}): the rest have no receipt"
+        )
+    return f"server answered the items {start}..{start + count - 1} out of order"
+
+
+class _ReadyItems:
+    """Items pulled from an iterable by a helper thread, handed out in chunks of what is ready.
+
+    A stream message then carries every item already produced (up to a count
+    and a byte budget) without waiting for a slow producer to make more.
+    """
+
+    def __init__(self, items: Iterable[Submission], capacity: int) -> None:
+        self._buffer: deque[Submission] = deque()
+        self._capacity = capacity
+        self._done = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._pull, args=(iter(items),), daemon=True,
+                                        name="anchorlog-submit-items")
+        self._thread.start()
+
+    def _pull(self, items: Iterator[Submission]) -> None:
+        try:
+            for item in items:
+                with self._changed:
+                    while len(self._buffer) >= self._capacity and not self._closed:
+                        self._changed.wait()
+                    if self._closed:
+                        return
+                    self._buffer.append(item)
+                    self._changed.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - raised to the caller of submit_stream
+            self._error = exc
+        finally:
+            with self._changed:
+                self._done = True
+                self._changed.notify_all()
+
+    def take(self, max_items: int, max_bytes: int) -> list[Submission]:
+        """Wait for at least one item; return what is ready (empty once the items ran out)."""
+        with self._changed:
+            while not self._buffer and not self._done and not self._closed:
+                self._changed.wait()
+            if self._error is not None or self._closed:
+                return []
+            chunk: list[Submission] = []
+            size = 0
+            while self._buffer and len(chunk) < max_items:
+                item = self._buffer[0]
+                cost = len(item.envelope) + len(item.batch_digests)
+                if chunk and size + cost > max_bytes:
+                    break
+                chunk.append(self._buffer.popleft())
+                size += cost
+            self._changed.notify_all()
+            return chunk
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def reraise(self) -> None:
+        """The producer's own exception, if iterating the items failed."""
+        if self._error is not None:
+            raise self._error
 
 
 @dataclass
@@ -222,6 +323,8 @@ class LedgerClient:
         self._unsaved: VerifiedCheckpoint | None = None
         self._saved_at = time.monotonic()
         self._principal: str | None = None
+        # Audit paths already proved in the tree of the latest receipt checkpoint.
+        self._paths: ProvedPaths | None = None
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -545,17 +648,22 @@ class LedgerClient:
     # ------------------------------------------------------------ vendors
 
     def _receipt(self, receipt: pb.Receipt, submitted: Submission | None) -> Receipt:
+        proved = receipt.entry
+        entry, inclusion = proved.entry, proved.inclusion
         out = Receipt(
-            index=receipt.entry.entry.index,
-            data=bytes(receipt.entry.entry.data),
-            tree_size=receipt.entry.inclusion.tree_size,
-            hashes=tuple(receipt.entry.inclusion.hashes),
-            checkpoint=bytes(receipt.checkpoint.note),
+            index=entry.index,
+            data=entry.data,
+            tree_size=inclusion.tree_size,
+            hashes=tuple(inclusion.hashes),
+            checkpoint=receipt.checkpoint.note,
             duplicate=receipt.duplicate,
         )
-        verified = check_entry(
-            out.index, out.data, out.hashes, out.tree_size, self._checkpoints.check(out.checkpoint)
-        )
+        checkpoint = self._checkpoints.check(out.checkpoint)
+        paths = self._paths
+        if paths is None or (paths.size, paths.root) != (checkpoint.size, checkpoint.root_hash):
+            # Receipts come in groups per checkpoint: their audit paths share most nodes.
+            paths = self._paths = ProvedPaths(checkpoint.size, checkpoint.root_hash)
+        verified = check_entry(out.index, out.data, out.hashes, out.tree_size, checkpoint, paths)
         self._trust(out.checkpoint)
         if submitted is not None:
             self._check_submitted(verified, submitted, out.duplicate)
@@ -610,10 +718,7 @@ class LedgerClient:
         outcomes: list[SubmitOutcome] = []
         for start in range(0, len(items), per_request):
             chunk = items[start : start + per_request]
-            request = pb.SubmitRequest(
-                items=[pb.SubmitItem(envelope=i.envelope, batch_digests=i.batch_digests) for i in chunk]
-            )
-            response = self._call("Submit", request)
+            response = self._call("Submit", _submit_request(chunk))
             assert isinstance(response, pb.SubmitResponse)
             if sorted(r.position for r in response.results) != list(range(len(chunk))):
                 raise VerificationError("server answered different items than submitted")
@@ -622,51 +727,73 @@ class LedgerClient:
                 outcomes.append(replace(outcome, position=start + outcome.position))
         return sorted(outcomes, key=lambda o: o.position)
 
-    def submit_stream(self, items: Iterable[Submission]) -> Iterator[SubmitOutcome]:
-        """Submit a stream of items; outcomes come back in order as they are sequenced."""
-        sent: list[Submission] = []
-        finished: list[bool] = []  # see provenance_many
-        answered: set[int] = set()
+    def submit_stream(
+        self,
+        items: Iterable[Submission],
+        *,
+        max_items_per_message: int = STREAM_MESSAGE_ITEMS,
+        max_message_bytes: int = STREAM_MESSAGE_BYTES,
+    ) -> Iterator[SubmitOutcome]:
+        """Submit a stream of items; outcomes come back in order as they are sequenced.
 
-        def requests() -> Iterator[pb.SubmitItem]:
-            for item in items:
-                # The first item carries the trusted size: results then bring their own
+        Each stream message carries whatever items are ready (read from ``items``
+        by a helper thread), up to ``max_items_per_message`` or about
+        ``max_message_bytes``; the service answers each message with one result
+        per item, so the per-message cost is paid per window, not per envelope.
+        """
+        if max_items_per_message < 1:
+            raise ValueError("max_items_per_message must be at least 1")
+        ready = _ReadyItems(items, capacity=2 * max_items_per_message)
+        sent: list[Submission] = []
+        # (first position, item count) of each message sent and not yet answered, in order.
+        spans: deque[tuple[int, int]] = deque()
+        finished: list[bool] = []  # see provenance_many
+
+        def requests() -> Iterator[pb.SubmitRequest]:
+            while chunk := ready.take(max_items_per_message, max_message_bytes):
+                # The first message carries the trusted size: results then bring their own
                 # consistency proofs, with no GetConsistencyProof round trip per checkpoint.
                 trusted_size = self._trusted_size() if not sent else 0
-                sent.append(item)
-                yield pb.SubmitItem(
-                    envelope=item.envelope, batch_digests=item.batch_digests,
-                    trusted_size=trusted_size,
-                )
+                spans.append((len(sent), len(chunk)))
+                sent.extend(chunk)
+                yield _submit_request(chunk, trusted_size)
             finished.append(True)
 
+        answered = 0
         try:
-            for result in self._stub.SubmitStream(requests(), metadata=self._metadata):
-                if result.position >= len(sent):
-                    raise VerificationError(f"server answered item {result.position}, never sent")
-                if result.position in answered:
-                    raise VerificationError(f"server answered item {result.position} twice")
-                answered.add(result.position)
-                if (
-                    result.HasField("receipt")
-                    and result.HasField("consistency")
-                    and result.consistency.first_size == self._trusted_size() > 0
-                ):
-                    # Verified and trusted here, so the receipt's own _trust finds it equal.
-                    self._advance(result.receipt.checkpoint.note, list(result.consistency.hashes))
-                yield self._outcome(result, sent[result.position])
+            for response in self._stub.SubmitStream(requests(), metadata=self._metadata):
+                if not spans:
+                    raise VerificationError(
+                        f"server answered a message that was never sent (item {answered} onwards)"
+                    )
+                start, count = spans.popleft()
+                positions = [r.position for r in response.results]
+                if positions != list(range(start, start + count)):
+                    raise VerificationError(_misanswered(positions, start, count))
+                for result in response.results:
+                    if (
+                        result.HasField("receipt")
+                        and result.HasField("consistency")
+                        and result.consistency.first_size == self._trusted_size() > 0
+                    ):
+                        # Verified and trusted here, so the receipt's own _trust finds it equal.
+                        self._advance(result.receipt.checkpoint.note, list(result.consistency.hashes))
+                    yield self._outcome(result, sent[result.position])
+                answered += count
         except grpc.RpcError as exc:
             raise rpc_error(exc) from None
+        finally:
+            ready.close()
+        ready.reraise()
         if not finished:
             raise VerificationError(
                 f"the server ended the submission stream after {len(sent)} item(s), before all "
                 "items were sent: the rest were never submitted"
             )
-        if len(answered) != len(sent):
-            missing = sorted(set(range(len(sent))) - answered)
+        if answered != len(sent):
             raise VerificationError(
-                f"the server ended the submission stream without answering {len(missing)} of "
-                f"{len(sent)} items (first unanswered: {missing[:5]}): those items have no receipt"
+                f"the server ended the submission stream without answering {len(sent) - answered} of "
+                f"{len(sent)} items (first unanswered: {answered}): those items have no receipt"
             )
 
     # ------------------------------------------------------------ admin

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from anchorlog.client.proved_paths import ProvedPaths
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope
@@ -203,16 +204,28 @@ def check_consistency(
 
 
 def check_entry(
-    index: int, data: bytes, proof: Sequence[bytes], tree_size: int, checkpoint: VerifiedCheckpoint
+    index: int,
+    data: bytes,
+    proof: Sequence[bytes],
+    tree_size: int,
+    checkpoint: VerifiedCheckpoint,
+    paths: ProvedPaths | None = None,
 ) -> VerifiedEntry:
-    """An entry proven included in the checkpoint's tree, with its bytes decoded."""
+    """An entry proven included in the checkpoint's tree, with its bytes decoded.
+
+    ``paths`` (for this checkpoint's tree) checks the proof without re-hashing
+    the parts of the path earlier proofs already proved.
+    """
     if tree_size != checkpoint.size:
         raise InclusionProofError(
             f"entry {index}: proof is for tree size {tree_size}, checkpoint has {checkpoint.size}"
         )
     digest = leaf_hash(data)
     try:
-        verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
+        if paths is not None and (paths.size, paths.root) == (checkpoint.size, checkpoint.root_hash):
+            paths.verify(digest, index, proof)
+        else:
+            verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
     except VerificationError as exc:
         raise InclusionProofError(
             f"entry {index}: not included in the checkpoint of size {checkpoint.size} "

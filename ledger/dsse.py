@@ -36,6 +36,15 @@ _ENVELOPE_FIELDS = frozenset({"payload", "payloadType", "signatures"})
 _SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
 _STD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URL_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+# The compact one-signature form ``encode_envelope`` writes (what clients send),
+# with string values free of quotes, backslashes, control and non-ASCII
+# characters: for such bytes json.loads gives exactly the captured strings, so
+# the strict parser can be skipped. Anything else takes the strict parser.
+_TEXT = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+_COMPACT_ENVELOPE = re.compile(
+    rb'\{"payload":"(%s)","payloadType":"(%s)","signatures":\[\{"keyid":"(%s)","sig":"(%s)"\}\]\}'
+    % (_TEXT, _TEXT, _TEXT, _TEXT)
+)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -95,6 +104,9 @@ class Envelope:
             raise InvalidInput("envelope", f"must be bytes, got {type(data).__name__}")
         if max_bytes is not None and len(data) > max_bytes:
             raise InvalidInput("envelope", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+        compact = _COMPACT_ENVELOPE.fullmatch(data)
+        if compact is not None:
+            return cls._from_compact(*compact.groups())
         doc = strict_json(data, "envelope")
         if not isinstance(doc, dict):
             raise InvalidInput("envelope", "must be a JSON object")
@@ -131,6 +143,45 @@ class Envelope:
             signatures.append(Signature(sig=sig, keyid=keyid))
         return cls(payload_type=payload_type, payload=payload, signatures=tuple(signatures))
 
+    @classmethod
+    def _from_compact(cls, payload_b64: bytes, type_text: bytes, keyid_text: bytes, sig_b64: bytes) -> Envelope:
+        """The values of a compact one-signature envelope, checked as ``parse`` checks them."""
+        payload_type = type_text.decode("ascii")
+        if not payload_type:
+            raise InvalidInput("envelope.payloadType", "must be a non-empty string")
+        payload = b64decode_either(payload_b64.decode("ascii"), "envelope.payload")
+        where = "envelope.signatures[0]"
+        keyid = keyid_text.decode("ascii")
+        if len(keyid) > MAX_KEYID_LENGTH:
+            raise InvalidInput(f"{where}.keyid", f"must be a string of <= {MAX_KEYID_LENGTH}")
+        sig = b64decode_either(sig_b64.decode("ascii"), f"{where}.sig")
+        if not sig:
+            raise InvalidInput(f"{where}.sig", "is empty")
+        return cls(payload_type=payload_type, payload=payload, signatures=(Signature(sig=sig, keyid=keyid),))
+
+
+class _StrictJsonError(Exception):
+    """Raised inside the decoder; strict_json names the field."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)  # in C; a key seen twice makes the dict shorter than the pairs
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _StrictJsonError(f"duplicate JSON key {key[:60]!r}")
+            seen.add(key)
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise _StrictJsonError(f"{name} is not valid JSON")
+
+
+# Immutable configuration, made once: json.loads with hooks builds a decoder per call.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
 
 def strict_json(data: bytes, field: str) -> Any:
     """Parse UTF-8 JSON, refusing duplicate keys and NaN/Infinity.
@@ -138,28 +189,14 @@ def strict_json(data: bytes, field: str) -> Any:
     Duplicate keys are how two parsers can disagree about what was signed, so
     they are an error, not a last-one-wins.
     """
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)  # C speed for the usual case; a repeated key makes it shorter
-        if len(out) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise InvalidInput(field, f"duplicate JSON key {key[:60]!r}")
-                seen.add(key)
-        return out
-
-    def no_constants(name: str) -> Any:
-        raise InvalidInput(field, f"{name} is not valid JSON")
-
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(field, f"is not valid UTF-8 (byte offset {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
-    except InvalidInput:
-        raise
+        return _STRICT_DECODER.decode(text)
+    except _StrictJsonError as exc:
+        raise InvalidInput(field, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(field, f"is not valid JSON: {exc.msg} at offset {exc.pos}") from None
     except ValueError as exc:
@@ -169,13 +206,23 @@ def strict_json(data: bytes, field: str) -> Any:
         raise InvalidInput(field, "is nested too deeply") from None
 
 
-def verify_envelope(envelope: Envelope, public_key: bytes) -> None:
-    """Raise VerificationError unless a signature verifies with ``public_key`` over PAE."""
-    try:
-        key = Ed25519PublicKey.from_public_bytes(public_key)
-    except ValueError:
-        raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
-    message = envelope.pae()
+def verify_envelope(
+    envelope: Envelope, public_key: bytes | Ed25519PublicKey, *, message: bytes | None = None
+) -> None:
+    """Raise VerificationError unless a signature verifies with ``public_key`` over PAE.
+
+    ``public_key`` may be already loaded, and ``message`` the envelope's PAE
+    already computed (callers that check many envelopes with few keys).
+    """
+    if not isinstance(public_key, bytes):  # already loaded (an ABC: isinstance on it is slow)
+        key = public_key
+    else:
+        try:
+            key = Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError:
+            raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
+    if message is None:
+        message = envelope.pae()
     for signature in envelope.signatures:
         if len(signature.sig) != 64:
             continue
@@ -184,9 +231,8 @@ def verify_envelope(envelope: Envelope, public_key: bytes) -> None:
         except InvalidSignature:
             continue
         return
-    raise VerificationError(
-        f"no envelope signature verifies with key {ed25519_key_id(public_key)[:16]}…"
-    )
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raise VerificationError(f"no envelope signature verifies with key {ed25519_key_id(raw)[:16]}…")
 
 
 def sign_envelope(

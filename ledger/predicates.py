@@ -53,6 +53,7 @@ MAX_PARENTS = 64
 MAX_REASON = 1000
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII digits only
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 _ENTRY_INDEX_RE = re.compile(r"(0|[1-9][0-9]{0,18})")
 
 
@@ -138,7 +139,7 @@ def _text(value: object, field: str, limit: int, *, required: bool) -> str | Non
         raise InvalidInput(field, "must be a non-empty string")
     if len(value) > limit:
         raise InvalidInput(field, f"longer than {limit} characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL_RE.search(value):
         raise InvalidInput(field, "contains a control character")
     return value
 

@@ -9,6 +9,7 @@ matches its last signed checkpoint, or that is behind the high-water mark in
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -202,6 +203,21 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     return RunningServer(server, port, store, sequencer, tokens, health_servicer, signer)
 
 
+# Tracked allocations between young collections. Every submission allocates a few
+# dozen short-lived containers (parsed JSON, dataclasses), all freed by reference
+# counting; at the default 700 the cycle collector ran every few submissions and
+# took about a tenth of the server's CPU under load.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_gc() -> None:
+    """Fewer cycle collections, and none over what start-up loaded (registry, caches)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def serve_forever(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     stop = threading.Event()
@@ -215,6 +231,7 @@ def serve_forever(config: ServerConfig) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     running = start(config)
+    _tune_gc()
     while not stop.wait(0.5):
         pass
     running.stop()

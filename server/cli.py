@@ -70,7 +70,7 @@ def _configure_logging(level: str) -> None:
 @click.option("--max-batch-digests", envvar="ANCHORLOG_MAX_BATCH_DIGESTS", default=1_000_000,
               show_default=True, type=click.IntRange(1), help="Sample digests per batch-root envelope.")
 @click.option("--max-items-per-request", envvar="ANCHORLOG_MAX_ITEMS_PER_REQUEST", default=10_000,
-              show_default=True, type=click.IntRange(1), help="Items per Submit call.")
+              show_default=True, type=click.IntRange(1), help="Items per Submit call or SubmitStream message.")
 @click.option("--max-stream-items", envvar="ANCHORLOG_MAX_STREAM_ITEMS", default=10_000_000,
               show_default=True, type=click.IntRange(1), help="Items per SubmitStream call.")
 @click.option("--max-streams-per-principal", envvar="ANCHORLOG_MAX_STREAMS_PER_PRINCIPAL", default=8,

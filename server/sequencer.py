@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from anchorlog.ledger.checkpoint import Checkpoint
 from anchorlog.ledger.keys import KeyEvent, KeyRegistry
@@ -128,12 +129,13 @@ class Sequencer:
     def _process(self, jobs: list[_Job]) -> None:
         now = self._clock()
         now_ms = int(now * 1000)
+        at = datetime.fromtimestamp(now, UTC)
         outcomes: list[list[BaseException | None]] = []
         accepted: list[PendingEntry] = []
         for job in jobs:
             per_item: list[BaseException | None] = []
             for item in job.items:
-                error = self._recheck(item, now)
+                error = self._recheck(item, at)
                 per_item.append(error)
                 if error is None:
                     accepted.append(item.pending)
@@ -176,7 +178,7 @@ class Sequencer:
                     self._registry.apply(item.key_event, result.entries[position].index)
                 position += 1
 
-    def _recheck(self, item: SequencedItem, now: float) -> BaseException | None:
+    def _recheck(self, item: SequencedItem, at: datetime) -> BaseException | None:
         if item.key_event is not None:
             try:
                 self._registry.check(item.key_event)
@@ -186,9 +188,6 @@ class Sequencer:
         if item.signing_key_id is None:
             return None
         key = self._registry.keys.get(item.signing_key_id)
-        from datetime import UTC, datetime
-
-        at = datetime.fromtimestamp(now, UTC)
         if key is None or key.revoked_index is not None or not (key.not_before <= at < key.not_after):
             return KeyNoLongerValid(f"key {item.signing_key_id} is no longer valid")
         return None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from anchorlog.ledger.batch import BatchTree, parse_batch_digests
@@ -66,7 +66,7 @@ from anchorlog.server.errors import (
     to_status,
 )
 from anchorlog.server.sequencer import SequencedItem, Sequencer
-from anchorlog.server.submissions import SubmissionLimits, prepare_submission
+from anchorlog.server.submissions import PublicKeys, SubmissionLimits, VendorSubmissions
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
@@ -185,6 +185,44 @@ class _StreamClock:
                     raise Cancelled("the stream was cancelled or its deadline passed") from None
 
 
+@dataclass(frozen=True)
+class _StreamBatch:
+    """One SubmitStream message on its way: its first item's stream position,
+    each item validated (or its error), and the sequencer's future for the valid ones."""
+
+    start: int
+    prepared: list[SequencedItem | BaseException]
+    queued: Future[list[tuple[AppendResult, int] | BaseException]] | None
+
+
+class _ItemWindow:
+    """Items read from a stream but not yet answered, bounded (a caller that never reads stalls)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._used = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, count: int, context: grpc.ServicerContext, stop: threading.Event) -> bool:
+        """Wait for room for ``count`` items; False once the RPC is over or its consumer stopped.
+
+        A message larger than the whole window waits for an empty window.
+        """
+        count = min(count, self._limit)
+        with self._changed:
+            while self._used + count > self._limit:
+                if stop.is_set() or not context.is_active():
+                    return False
+                self._changed.wait(0.25)
+            self._used += count
+        return True
+
+    def release(self, count: int) -> None:
+        with self._changed:
+            self._used -= min(count, self._limit)
+            self._changed.notify_all()
+
+
 def _put_while_wanted(
     target: queue.Queue[T], item: T, context: grpc.ServicerContext, stop: threading.Event
 ) -> bool:
@@ -293,6 +331,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._failures = failures
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
+        self._public_keys = PublicKeys()
 
     # ------------------------------------------------------------ plumbing
 
@@ -434,85 +473,126 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     # ------------------------------------------------------------ submit
 
-    def _prepare(self, item: pb.SubmitItem, principal: Principal) -> SequencedItem:
-        return prepare_submission(
-            item.envelope,
-            item.batch_digests,
-            vendor_id=principal.name,
-            registry=self._registry,
-            store=self._store,
-            limits=self._limits.submission,
+    def _prepare_all(
+        self, items: Iterable[pb.SubmitItem], principal: Principal
+    ) -> list[SequencedItem | BaseException]:
+        """Each item validated on its own: a bad one is answered with its error, the rest go on."""
+        submissions = VendorSubmissions(
+            principal.name, registry=self._registry, store=self._store,
+            limits=self._limits.submission, keys=self._public_keys,
         )
+        prepared: list[SequencedItem | BaseException] = []
+        for item in items:
+            try:
+                prepared.append(submissions.prepare(item.envelope, item.batch_digests))
+            except Exception as exc:  # noqa: BLE001 - reported per item
+                prepared.append(exc)
+        return prepared
 
-    def _settle(
-        self, position: int, answer: tuple[AppendResult, int] | BaseException
-    ) -> pb.ItemResult:
-        if isinstance(answer, BaseException):
-            return pb.ItemResult(position=position, error=to_status(answer))
-        result, index = answer
-        return pb.ItemResult(position=position, receipt=self._receipt(result, index))
+    def _checked_items(self, request: pb.SubmitRequest) -> int:
+        count = len(request.items)
+        if not count:
+            raise InvalidInput("items", "at least one item is required")
+        if count > self._limits.max_items_per_request:
+            raise Exhausted(
+                f"{count} items exceeds the limit of {self._limits.max_items_per_request} per "
+                "request (per message on a stream)"
+            )
+        return count
+
+    def _settle_into(
+        self,
+        response: pb.SubmitResponse,
+        start: int,
+        prepared: list[SequencedItem | BaseException],
+        sequenced: list[tuple[AppendResult, int] | BaseException],
+    ) -> list[tuple[pb.ItemResult, tuple[AppendResult, int] | BaseException]]:
+        """Results for ``prepared`` (numbered from ``start``), given the sequencer's answers to
+        the valid ones, written into ``response`` in place (building each receipt as a separate
+        message and copying it in cost twice as much)."""
+        answers = iter(sequenced)
+        add = response.results.add
+        out = []
+        checkpoints: dict[int, pb.Checkpoint] = {}
+        for offset, item in enumerate(prepared):
+            answer = item if isinstance(item, BaseException) else next(answers)
+            result = add(position=start + offset)
+            if isinstance(answer, BaseException):
+                result.error.CopyFrom(to_status(answer))
+            else:
+                group, index = answer
+                cp = group.checkpoint
+                cp_pb = checkpoints.get(cp.size)
+                if cp_pb is None:
+                    cp_pb = checkpoints[cp.size] = _checkpoint_pb(cp)
+                stored = group.entries[index]
+                receipt = result.receipt
+                proved = receipt.entry
+                entry = proved.entry
+                entry.index = stored.index
+                entry.data = stored.data
+                inclusion = proved.inclusion
+                inclusion.leaf_index = stored.index
+                inclusion.tree_size = cp.size
+                inclusion.hashes.extend(self._store.inclusion_proof(stored.index, cp.size))
+                receipt.checkpoint.CopyFrom(cp_pb)
+                receipt.duplicate = group.duplicate[index]
+            out.append((result, answer))
+        return out
 
     def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitResponse:
         def handle(principal: Principal) -> pb.SubmitResponse:
-            if not request.items:
-                raise InvalidInput("items", "at least one item is required")
-            if len(request.items) > self._limits.max_items_per_request:
-                raise Exhausted(
-                    f"{len(request.items)} items exceeds the limit of "
-                    f"{self._limits.max_items_per_request} per request; use SubmitStream"
-                )
-            prepared: list[SequencedItem | BaseException] = []
-            for item in request.items:
-                try:
-                    prepared.append(self._prepare(item, principal))
-                except Exception as exc:  # noqa: BLE001 - reported per item
-                    prepared.append(exc)
+            self._checked_items(request)
+            prepared = self._prepare_all(request.items, principal)
             valid = [p for p in prepared if isinstance(p, SequencedItem)]
             self._still_wanted(context)
-            answers = iter(self._sequencer.submit(valid).result() if valid else [])
-            results = []
-            for position, item in enumerate(prepared):
-                answer = item if isinstance(item, BaseException) else next(answers)
-                results.append(self._settle(position, answer))
-            return pb.SubmitResponse(results=results)
+            sequenced = self._sequencer.submit(valid).result() if valid else []
+            response = pb.SubmitResponse()
+            self._settle_into(response, 0, prepared, sequenced)
+            return response
 
         return self._guard("Submit", context, handle)
 
     def SubmitStream(
-        self, request_iterator: Iterator[pb.SubmitItem], context: grpc.ServicerContext
-    ) -> Iterator[pb.ItemResult]:
-        def handle(principal: Principal) -> Iterator[pb.ItemResult]:
-            # A feeder thread reads and validates items and queues their futures,
-            # so many items are in flight and the sequencer can group them.
-            pending: queue.Queue[tuple[int, Future[Any] | BaseException] | None] = queue.Queue(
-                maxsize=self._limits.stream_window
-            )
+        self, request_iterator: Iterator[pb.SubmitRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.SubmitResponse]:
+        def handle(principal: Principal) -> Iterator[pb.SubmitResponse]:
+            # A feeder thread reads and validates messages and queues their futures,
+            # so many items are in flight and the sequencer can group them; the window
+            # bounds the items read but not yet answered.
+            window = _ItemWindow(self._limits.stream_window)
+            pending: queue.Queue[_StreamBatch | None] = queue.Queue()
             failure: list[BaseException] = []
             # Set when the consumer below is gone: the feeder must not block on a full window.
             stopped = threading.Event()
-            # The first item's trusted_size, set by the feeder before it queues that
-            # item (the queue orders the hand-over to the consumer).
+            # The first message's trusted_size, set by the feeder before it queues that
+            # message (the queue orders the hand-over to the consumer).
             trusted: list[int] = []
 
             def feed() -> None:
                 try:
-                    for position, item in enumerate(request_iterator):
-                        if position >= self._limits.max_stream_items:
+                    position = 0
+                    for request in request_iterator:
+                        count = self._checked_items(request)
+                        if position + count > self._limits.max_stream_items:
                             raise Exhausted(
                                 f"stream longer than {self._limits.max_stream_items} items"
                             )
-                        if position == 0:
-                            trusted.append(self._checked_trusted_size(item.trusted_size))
-                        try:
-                            prepared = self._prepare(item, principal)
-                        except Exception as exc:  # noqa: BLE001 - per item
-                            if not _put_while_wanted(pending, (position, exc), context, stopped):
-                                return
-                            continue
-                        self._still_wanted(context)
-                        queued = self._sequencer.submit([prepared])
-                        if not _put_while_wanted(pending, (position, queued), context, stopped):
+                        if not trusted:
+                            trusted.append(self._checked_trusted_size(request.trusted_size))
+                        if not window.acquire(count, context, stopped):
                             return
+                        prepared = self._prepare_all(request.items, principal)
+                        valid = [p for p in prepared if isinstance(p, SequencedItem)]
+                        queued = None
+                        if valid:
+                            self._still_wanted(context)
+                            queued = self._sequencer.submit(valid)
+                        if not _put_while_wanted(
+                            pending, _StreamBatch(position, prepared, queued), context, stopped
+                        ):
+                            return
+                        position += count
                 except Exception as exc:  # noqa: BLE001 - ends the stream
                     failure.append(exc)
                 finally:
@@ -527,28 +607,27 @@ class LedgerService(pb_grpc.LedgerServicer):
             last_size: int | None = None
             try:
                 while True:
-                    got = clock.get(pending, context)
-                    if got is None:
+                    batch = clock.get(pending, context)
+                    if batch is None:
                         break
-                    position, outcome = got
                     if last_size is None:
                         last_size = trusted[0] if trusted else 0
-                    answer = outcome if isinstance(outcome, BaseException) else outcome.result()[0]
-                    result = self._settle(position, answer)
-                    if isinstance(answer, BaseException):
-                        yield result
-                        continue
-                    size = answer[0].checkpoint.size
-                    # Sizes are non-decreasing along the stream; a smaller one gets no proof.
-                    if size > last_size:
-                        if last_size > 0:
-                            result.consistency.CopyFrom(pb.ConsistencyProof(
-                                first_size=last_size,
-                                second_size=size,
-                                hashes=self._store.consistency_proof(last_size, size),
-                            ))
-                        last_size = size
-                    yield result
+                    sequenced = batch.queued.result() if batch.queued is not None else []
+                    response = pb.SubmitResponse()
+                    for result, answer in self._settle_into(response, batch.start, batch.prepared, sequenced):
+                        if isinstance(answer, BaseException):
+                            continue
+                        size = answer[0].checkpoint.size
+                        # Sizes are non-decreasing along the stream; a smaller one gets no proof.
+                        if size > last_size:
+                            if last_size > 0:
+                                proof = result.consistency
+                                proof.first_size = last_size
+                                proof.second_size = size
+                                proof.hashes.extend(self._store.consistency_proof(last_size, size))
+                            last_size = size
+                    window.release(len(batch.prepared))
+                    yield response
             finally:
                 stopped.set()
             feeder.join()

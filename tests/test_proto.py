@@ -146,6 +146,15 @@ def test_rpc_shapes_match_the_issue(contract: descriptor_pb2.FileDescriptorSet) 
     assert "receipt" in _fields(contract, results.type_name)
     assert {"entry", "checkpoint"} <= set(_fields(contract, ".anchorlog.v1.Receipt"))
 
+    # Submit streams carry many items per message and many results per answer (one
+    # gRPC message per window, not per envelope); the trusted size rides on the message.
+    assert m["SubmitStream"].server_streaming
+    stream_in = _fields(contract, m["SubmitStream"].input_type)
+    assert stream_in["items"].label == F.LABEL_REPEATED and stream_in["trusted_size"].type == F.TYPE_UINT64
+    assert _fields(contract, m["SubmitStream"].output_type)["results"].label == F.LABEL_REPEATED
+    assert "consistency" in _fields(contract, ".anchorlog.v1.ItemResult")
+    assert "trusted_size" not in _fields(contract, ".anchorlog.v1.SubmitItem")
+
     # Streams of digests carry many digests per message.
     digests = _fields(contract, m["StreamProvenance"].input_type)["digests"]
     assert digests.label == F.LABEL_REPEATED and digests.type == F.TYPE_BYTES

@@ -170,10 +170,11 @@ def _stream_too_many(w: World) -> Failure:
 
 
 def _submit_stream_trusting_beyond(w: World) -> Failure:
-    """A valid first item whose trusted size is beyond the log: the stream is refused, nothing logged."""
+    """A valid first message whose trusted size is beyond the log: the stream is refused, nothing logged."""
     item = pb.SubmitItem(envelope=envelope(statement([subject(d) for d in fresh_digests("beyond", 1)]),
-                                           w.keys["acme"]), trusted_size=1 << 40)
-    return _rpc(lambda: list(w.stub.SubmitStream(iter([item]), metadata=w.md("acme"))))
+                                           w.keys["acme"]))
+    request = pb.SubmitRequest(items=[item], trusted_size=1 << 40)
+    return _rpc(lambda: list(w.stub.SubmitStream(iter([request]), metadata=w.md("acme"))))
 
 
 def _with_metadata(w: World, metadata: list[tuple[str, str]]) -> Failure:

@@ -12,9 +12,10 @@ import itertools
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from typing import Any
 
 import grpc
 import pytest
-from anchorlog.client.ledger import LedgerClient, LedgerRpcError
+from anchorlog.client.ledger import LedgerClient, LedgerRpcError, Submission
 from anchorlog.client.receipts import Bundle, dumps, load_document, save_receipt, verify_document
 from anchorlog.client.state import load_trusted, pinned_vkey
 from anchorlog.client.vendor import (
@@ -684,12 +685,45 @@ def test_gate_refuses_a_source_that_drops_samples(world: World, tmp_path: Path) 
             list(evaluate(DropsTheLastAnswer(reader), samples, Policy(), chunk=1))
 
 
-@pytest.mark.parametrize(("tamper", "message"), [
-    (_truncate, "ended the submission stream without answering 1 of 2 items"),
-    (_twice, "answered item 0 twice"),
-], ids=["truncated", "duplicate-position"])
+def _results_as(order: Sequence[int]) -> Tamper:
+    """A server that answers each SubmitStream message with the real results rearranged."""
+    def tamper(answers: Iterator[Any]) -> Iterator[Any]:
+        for answer in answers:
+            real = list(answer.results)
+            del answer.results[:]
+            answer.results.extend(real[i] for i in order)
+            yield answer
+    return tamper
+
+
+def _shifted(answers: Iterator[Any]) -> Iterator[Any]:
+    for answer in answers:
+        for result in answer.results:
+            result.position += 1
+        yield answer
+
+
+def _one_more_answer(answers: Iterator[Any]) -> Iterator[Any]:
+    last = None
+    for answer in answers:
+        last = answer
+        yield answer
+    yield last
+
+
+@pytest.mark.parametrize(("tamper", "per_message", "message"), [
+    (_truncate, 1, "ended the submission stream without answering 1 of 2 items"),
+    (_twice, 1, "answered (a message that was never sent|item 0, not one of the message's items 1..1)"),
+    (_one_more_answer, 2, "answered a message that was never sent"),
+    (_results_as([0, 0]), 2, "answered item 0 twice"),
+    (_results_as([0]), 2, "answered 1 of the 2 items of a message"),
+    (_results_as([1, 0]), 2, "out of order"),
+    (_shifted, 2, "answered item 2, not one of the message's items 0..1"),
+], ids=["truncated", "message-twice", "extra-message", "duplicate-position", "item-missing", "out-of-order",
+        "shifted"])
 def test_submit_stream_needs_one_answer_per_item(world: World, proxy: tuple[str, _TamperingProxy],
-                                                 tamper: Tamper, message: str, tmp_path: Path) -> None:
+                                                 tamper: Tamper, per_message: int, message: str,
+                                                 tmp_path: Path) -> None:
     address, servicer = proxy
     items = [attest_samples(world.key, [hash_text(f"stream {i} {uuid.uuid4()}")], VALIDATED) for i in range(2)]
     servicer.tamper["SubmitStream"] = tamper
@@ -698,7 +732,53 @@ def test_submit_stream_needs_one_answer_per_item(world: World, proxy: tuple[str,
                      state_path=tmp_path / "v.json") as client,
         pytest.raises(VerificationError, match=message),
     ):
-        list(client.submit_stream(items))
+        list(client.submit_stream(items, max_items_per_message=per_message))
+
+
+def test_submit_stream_sends_what_is_ready_without_waiting_for_a_full_message(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    """A producer that makes its next item only after the previous one's receipt: packing
+    must not wait for a full message (that would never come), and still answers every item."""
+    address, servicer = proxy
+    sizes: list[int] = []
+
+    def record(answers: Iterator[pb.SubmitResponse]) -> Iterator[pb.SubmitResponse]:
+        for answer in answers:
+            sizes.append(len(answer.results))
+            yield answer
+
+    servicer.tamper["SubmitStream"] = record
+    answered = threading.Semaphore(0)
+
+    def one_at_a_time() -> Iterator[Submission]:
+        for i in range(3):
+            if i:
+                assert answered.acquire(timeout=30), "item was held back waiting for a full message"
+            yield attest_samples(world.key, [hash_text(f"ready {i} {uuid.uuid4()}")], VALIDATED)
+
+    with LedgerClient(address, token=world.vendor_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "v.json") as client:
+        outcomes = []
+        for outcome in client.submit_stream(one_at_a_time()):
+            outcomes.append(outcome)
+            answered.release()
+    assert [o.position for o in outcomes] == [0, 1, 2] and all(o.ok for o in outcomes)
+    assert sizes == [1, 1, 1]
+
+
+def test_submit_stream_reports_a_failing_producer_after_answering_what_was_sent(
+    world: World, tmp_path: Path
+) -> None:
+    def breaks_after_two() -> Iterator[Submission]:
+        for i in range(2):
+            yield attest_samples(world.key, [hash_text(f"producer {i} {uuid.uuid4()}")], VALIDATED)
+        raise OSError("manifest unreadable")
+
+    outcomes = []
+    with world.client(world.vendor_token, "vendor") as client, pytest.raises(OSError, match="manifest unreadable"):
+        outcomes.extend(client.submit_stream(breaks_after_two()))
+    assert len(outcomes) <= 2 and all(o.ok for o in outcomes)
 
 
 def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tuple[str, _TamperingProxy],
@@ -706,9 +786,9 @@ def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tu
     address, servicer = proxy
     seen: list[pb.ItemResult] = []
 
-    def record(answers: Iterator[pb.ItemResult]) -> Iterator[pb.ItemResult]:
+    def record(answers: Iterator[pb.SubmitResponse]) -> Iterator[pb.SubmitResponse]:
         for answer in answers:
-            seen.append(answer)
+            seen.extend(answer.results)
             yield answer
 
     items = [attest_samples(world.key, [hash_text(f"own proof {i} {uuid.uuid4()}")], VALIDATED) for i in range(40)]
@@ -718,7 +798,8 @@ def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tu
         assert start > 0
         servicer.refuse.add("GetConsistencyProof")
         servicer.tamper["SubmitStream"] = record
-        outcomes = list(client.submit_stream(items))
+        # Small messages: several sequencer groups, so several checkpoints along the stream.
+        outcomes = list(client.submit_stream(items, max_items_per_message=3))
         assert servicer.refused.get("GetConsistencyProof", 0) == 0
         servicer.refuse.clear()
     assert [o.position for o in outcomes] == list(range(40)) and all(o.ok for o in outcomes)
@@ -736,12 +817,13 @@ def test_submit_stream_brings_its_own_consistency_proofs(world: World, proxy: tu
     assert stored is not None and stored.size == previous
 
 
-def _tamper_first_stream_proof(answers: Iterator[pb.ItemResult]) -> Iterator[pb.ItemResult]:
+def _tamper_first_stream_proof(answers: Iterator[pb.SubmitResponse]) -> Iterator[pb.SubmitResponse]:
     tampered = False
     for answer in answers:
-        if not tampered and answer.HasField("consistency") and answer.consistency.hashes:
-            answer.consistency.hashes[0] = _flip(answer.consistency.hashes[0], 0)
-            tampered = True
+        for result in answer.results:
+            if not tampered and result.HasField("consistency") and result.consistency.hashes:
+                result.consistency.hashes[0] = _flip(result.consistency.hashes[0], 0)
+                tampered = True
         yield answer
 
 

@@ -102,7 +102,7 @@ def _call_for(rpc: str, w: World) -> Call:
         return lambda md: s.Submit(pb.SubmitRequest(items=[item]), metadata=md)
     if rpc == "SubmitStream":
         item = attest(w.keys["vendor"], fresh_digests("matrix-stream", 2))
-        return lambda md: list(s.SubmitStream(iter([item]), metadata=md))
+        return lambda md: list(s.SubmitStream(iter([pb.SubmitRequest(items=[item])]), metadata=md))
     if rpc == "GetProvenance":
         return lambda md: s.GetProvenance(pb.GetProvenanceRequest(digest=b"\x01" * 32), metadata=md)
     if rpc == "StreamProvenance":
@@ -173,7 +173,7 @@ def test_rpc_role_matrix(world: World, rpc: str, caller: str) -> None:
             assert isinstance(answer, pb.SubmitResponse)
             assert answer.results[0].WhichOneof("outcome") == "receipt", answer
         if rpc == "SubmitStream":
-            assert isinstance(answer, list) and answer[0].WhichOneof("outcome") == "receipt", answer
+            assert isinstance(answer, list) and answer[0].results[0].WhichOneof("outcome") == "receipt", answer
         if rpc == "WhoAmI":
             assert isinstance(answer, pb.WhoAmIResponse) and answer.role == _ROLE_PB[caller]
         if rpc == "RevokeToken":
@@ -215,8 +215,8 @@ def test_vendor_cannot_submit_with_another_vendors_key(world: World) -> None:
     for other in (second, third):
         assert other.code is grpc.StatusCode.INVALID_ARGUMENT
         assert "no signature verifies with a key registered to vendor 'acme'" in other.message
-    streamed = list(world.stub.SubmitStream(iter([honest_hint]), metadata=world.md("acme")))
-    assert failure_of_item(streamed[0]).code is grpc.StatusCode.PERMISSION_DENIED
+    streamed = list(world.stub.SubmitStream(iter([pb.SubmitRequest(items=[honest_hint])]), metadata=world.md("acme")))
+    assert failure_of_item(streamed[0].results[0]).code is grpc.StatusCode.PERMISSION_DENIED
     assert world.head() == before
     # The same envelope is fine from its owner.
     (receipt,) = world.submit_ok("globex", honest_hint)

@@ -90,9 +90,9 @@ def test_resubmission_returns_the_original_receipt(world: World) -> None:
     (first,) = world.submit_ok("acme", item)
     size = world.head()[0]
     (again,) = world.submit_ok("acme", item)
-    streamed = list(world.stub.SubmitStream(iter([item]), metadata=world.md("acme")))
-    assert not first.duplicate and again.duplicate and streamed[0].receipt.duplicate
-    assert again.entry.entry == first.entry.entry == streamed[0].receipt.entry.entry
+    (streamed,) = list(world.stub.SubmitStream(iter([pb.SubmitRequest(items=[item])]), metadata=world.md("acme")))
+    assert not first.duplicate and again.duplicate and streamed.results[0].receipt.duplicate
+    assert again.entry.entry == first.entry.entry == streamed.results[0].receipt.entry.entry
     assert world.head()[0] == size, "a resubmission added an entry"
     verify_receipt(first, _verifier(world))
     verify_receipt(again, _verifier(world))
@@ -125,7 +125,11 @@ def test_submit_stream_answers_each_item_in_order(world: World) -> None:
     items = [attest(key, fresh_digests(f"stream-{i}", 2)) for i in range(6)]
     items.insert(3, pb.SubmitItem(envelope=b"[]"))
     size_before = world.head()[0]
-    results = list(world.stub.SubmitStream(iter(items), metadata=world.md("globex")))
+    # Messages of 1, 4 and 2 items: one answer per message, positions count across the stream.
+    messages = [pb.SubmitRequest(items=items[a:b]) for a, b in ((0, 1), (1, 5), (5, 7))]
+    answers = list(world.stub.SubmitStream(iter(messages), metadata=world.md("globex")))
+    assert [len(a.results) for a in answers] == [1, 4, 2]
+    results = [r for a in answers for r in a.results]
     assert [r.position for r in results] == list(range(7))
     assert failure_of_item(results[3]).fields[0][0] == "envelope"
     receipts = [r.receipt for r in results if r.WhichOneof("outcome") == "receipt"]
@@ -135,6 +139,18 @@ def test_submit_stream_answers_each_item_in_order(world: World) -> None:
         verify_receipt(receipt, _verifier(world))
     assert world.head()[0] == size_before + 6
     assert list(world.stub.SubmitStream(iter([]), metadata=world.md("globex"))) == []
+
+
+def test_submit_stream_message_without_items_ends_the_stream(world: World) -> None:
+    key = world.keys["globex"]
+    first = pb.SubmitRequest(items=[attest(key, fresh_digests("before-empty", 1))])
+    answers = world.stub.SubmitStream(iter([first, pb.SubmitRequest()]), metadata=world.md("globex"))
+    received = []
+    with pytest.raises(grpc.RpcError) as ended:
+        received.extend(answers)
+    assert ended.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    # The message before it was answered in full first.
+    assert [len(a.results) for a in received] == [1] and received[0].results[0].HasField("receipt")
 
 
 def _register(world: World, vendor: str, *, not_before: int = 0, not_after: int = 0) -> Key:

@@ -175,6 +175,6 @@ def _every(query: pb.ProvenanceQuery, pause: float, stop: threading.Event) -> It
         stop.wait(pause)
 
 
-def _nothing_until(event: threading.Event) -> Iterator[pb.SubmitItem]:
+def _nothing_until(event: threading.Event) -> Iterator[pb.SubmitRequest]:
     event.wait()
     yield from ()

@@ -385,3 +385,31 @@ def test_revocation_targets() -> None:
 def test_key_id_is_sha256_of_raw_key() -> None:
     key = bytes(range(32))
     assert ed25519_key_id(key) == hashlib.sha256(key).hexdigest()
+
+
+def _envelope_outcome(raw: bytes) -> object:
+    try:
+        return Envelope.parse(raw)
+    except InvalidInput as exc:
+        return ("refused", exc.field)
+
+
+_FIELD_TEXT = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=12),
+    st.sampled_from(["", "AAAA", "AA==", "A===", "QUJD", "a_b-", "a+b/", 'x\\"y', "x\\u0041", "é", "k" * 257]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=_FIELD_TEXT, payload_type=_FIELD_TEXT, keyid=_FIELD_TEXT, sig=_FIELD_TEXT)
+def test_compact_envelope_shortcut_parses_like_the_strict_parser(
+    payload: str, payload_type: str, keyid: str, sig: str
+) -> None:
+    """The compact form skips the strict JSON parser; its answers must not differ.
+
+    A trailing space never matches the compact form, so ``raw + b" "`` is the
+    same JSON value through the strict parser.
+    """
+    fields = f'"payload":"{payload}","payloadType":"{payload_type}","signatures":[{{"keyid":"{keyid}","sig":"{sig}"}}]'
+    raw = ("{" + fields + "}").encode("utf-8", "surrogatepass")
+    assert _envelope_outcome(raw) == _envelope_outcome(raw + b" ")

@@ -192,8 +192,12 @@ def test_fuzzed_submissions_get_precise_errors_and_change_nothing(hostile: Hosti
     stream = data.draw(st.booleans())
     if stream:
         try:
-            results = list(hostile.stub.SubmitStream(iter(items), metadata=hostile.meta(hostile.vendor.token),
-                                                     timeout=DEADLINE))
+            # One message per item, or all in one: both shapes are allowed.
+            messages = [pb.SubmitRequest(items=[i]) for i in items] if data.draw(st.booleans()) \
+                else [pb.SubmitRequest(items=items)]
+            answers = hostile.stub.SubmitStream(iter(messages), metadata=hostile.meta(hostile.vendor.token),
+                                                timeout=DEADLINE)
+            results = [r for a in answers for r in a.results]
         except grpc.RpcError as exc:
             assert exc.code() in REFUSALS, f"{exc.code()}: {exc.details()}"
             results = []
@@ -316,16 +320,23 @@ def test_limits_each_give_a_clear_error_and_change_nothing(hostile: Hostile) -> 
     assert errors[2].message == f"batch_digests: {LIMITS['--max-batch-digests'] + 1} digests exceeds the limit " \
         f"of {LIMITS['--max-batch-digests']}", errors[2]
 
-    # Stream length: the stream ends RESOURCE_EXHAUSTED after the allowed items.
-    stream_items = [pb.SubmitItem(envelope=h.valid.envelope)] * (LIMITS["--max-stream-items"] + 5)
+    # Stream length: the stream ends RESOURCE_EXHAUSTED at the message that would pass the
+    # allowed items (messages of 10: 30 answered, then the refusal).
+    item = pb.SubmitItem(envelope=h.valid.envelope)
+    messages = [pb.SubmitRequest(items=[item] * 10)] * 3 + [pb.SubmitRequest(items=[item] * 5)]
     answers: list[pb.ItemResult] = []
 
     def drain() -> None:
-        answers.extend(h.stub.SubmitStream(iter(stream_items), metadata=meta, timeout=DEADLINE))
+        for answer in h.stub.SubmitStream(iter(messages), metadata=meta, timeout=DEADLINE):
+            answers.extend(answer.results)
 
     err = _refusal(drain)
     assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "stream longer" in err.details()
     assert len(answers) == LIMITS["--max-stream-items"]
+    # Items per stream message: the same limit as per Submit request.
+    big = pb.SubmitRequest(items=[item] * (LIMITS["--max-items-per-request"] + 1))
+    err = _refusal(lambda: list(h.stub.SubmitStream(iter([big]), metadata=meta, timeout=DEADLINE)))
+    assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "per request" in err.details()
     # All of them one entry (the same envelope): at most one new entry in the log.
     assert h.size() <= before + 1
     assert len({a.receipt.entry.entry.index for a in answers}) == 1

@@ -78,20 +78,20 @@ class BatchPath(_message.Message):
     def __init__(self, leaf_index: _Optional[int] = ..., batch_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SubmitItem(_message.Message):
-    __slots__ = ("envelope", "batch_digests", "trusted_size")
+    __slots__ = ("envelope", "batch_digests")
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     BATCH_DIGESTS_FIELD_NUMBER: _ClassVar[int]
-    TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     envelope: bytes
     batch_digests: bytes
-    trusted_size: int
-    def __init__(self, envelope: _Optional[bytes] = ..., batch_digests: _Optional[bytes] = ..., trusted_size: _Optional[int] = ...) -> None: ...
+    def __init__(self, envelope: _Optional[bytes] = ..., batch_digests: _Optional[bytes] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "trusted_size")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[SubmitItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[SubmitItem, _Mapping]]] = ...) -> None: ...
+    trusted_size: int
+    def __init__(self, items: _Optional[_Iterable[_Union[SubmitItem, _Mapping]]] = ..., trusted_size: _Optional[int] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("entry", "checkpoint", "duplicate")

@@ -41,8 +41,8 @@ class LedgerStub:
                 _registered_method=True)
         self.SubmitStream = channel.stream_stream(
                 '/anchorlog.v1.Ledger/SubmitStream',
-                request_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitItem.SerializeToString,
-                response_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.ItemResult.FromString,
+                request_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitRequest.SerializeToString,
+                response_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitResponse.FromString,
                 _registered_method=True)
         self.GetProvenance = channel.unary_unary(
                 '/anchorlog.v1.Ledger/GetProvenance',
@@ -134,7 +134,10 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitStream(self, request_iterator, context):
-        """Submit envelopes as a stream; one result per item, in order.
+        """Submit envelopes as a stream of requests, each carrying one or more items
+        (a client packs whatever it has ready into one message: the per-message
+        cost of a stream is paid per window, not per envelope). Every request is
+        answered by exactly one response, in order, with one result per item.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -250,8 +253,8 @@ def add_LedgerServicer_to_server(servicer, server):
             ),
             'SubmitStream': grpc.stream_stream_rpc_method_handler(
                     servicer.SubmitStream,
-                    request_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitItem.FromString,
-                    response_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.ItemResult.SerializeToString,
+                    request_deserializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitRequest.FromString,
+                    response_serializer=anchorlog_dot_v1_dot_anchorlog__pb2.SubmitResponse.SerializeToString,
             ),
             'GetProvenance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProvenance,
@@ -381,8 +384,8 @@ class Ledger:
             request_iterator,
             target,
             '/anchorlog.v1.Ledger/SubmitStream',
-            anchorlog_dot_v1_dot_anchorlog__pb2.SubmitItem.SerializeToString,
-            anchorlog_dot_v1_dot_anchorlog__pb2.ItemResult.FromString,
+            anchorlog_dot_v1_dot_anchorlog__pb2.SubmitRequest.SerializeToString,
+            anchorlog_dot_v1_dot_anchorlog__pb2.SubmitResponse.FromString,
             options,
             channel_credentials,
             insecure,
