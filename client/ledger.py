@@ -36,6 +36,7 @@ from anchorlog.client.verify import (
     CheckpointError,
     CheckpointMemo,
     DigestClaim,
+    InclusionMemo,
     InclusionProofError,
     KeyStateMemo,
     SampleProvenance,
@@ -209,6 +210,8 @@ class LedgerClient:
             # Receipts of one sequencer group share a checkpoint: verify its signature once.
             self._checkpoints = CheckpointMemo(self.verifier)
             self._key_states = KeyStateMemo(self.verifier)
+            # Audit paths of one tree (the log's at a checkpoint, a batch's) share their top.
+            self._paths = InclusionMemo()
             self.state_path = state_path or default_state_path(self.verifier)
             self._trusted = load_trusted(self.state_path, self.verifier)
             if self._trusted is None and trust_on_first_use:
@@ -372,8 +375,8 @@ class LedgerClient:
         new_key_events = False
         for proved in response.entries:
             entry = check_entry(
-                proved.entry.index, proved.entry.data, list(proved.inclusion.hashes),
-                proved.inclusion.tree_size, ctx.checkpoint,
+                proved.entry.index, proved.entry.data, proved.inclusion.hashes,
+                proved.inclusion.tree_size, ctx.checkpoint, self._paths,
             )
             ctx.entries[entry.index] = entry
             ctx.proofs[entry.index] = (entry.data, tuple(proved.inclusion.hashes))
@@ -404,7 +407,9 @@ class LedgerClient:
             if ctx.keep_claims:
                 ctx.claims[claim.digest] = claim
             results.append(
-                check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations)
+                check_provenance(
+                    claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths
+                )
             )
         return results
 

@@ -25,7 +25,8 @@ from anchorlog.ledger.keys import (
     replay_registry,
     signing_key,
 )
-from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
     PROVENANCE_V1,
@@ -202,8 +203,88 @@ def check_consistency(
         ) from exc
 
 
+# Levels below the root where InclusionMemo remembers nodes: at most 2**9 per tree.
+_MEMO_LEVELS_BELOW_ROOT = 9
+
+
+class InclusionMemo:
+    """``verify_inclusion`` that shares work between paths of one tree.
+
+    A lookup proves thousands of entries (or batch samples) against one root,
+    and their audit paths meet near the root. For each tree (size, root) this
+    remembers, at one level a few steps below the root, the nodes that verified
+    paths went through, with the part of the path above them. A later path is
+    hashed from its leaf up to that level only: if it reaches a remembered node
+    with the same hash and carries exactly the remembered rest of the path, it
+    leads to the same signed root, so it is the same check, done once. Accepts
+    and refuses exactly what ``verify_inclusion`` does; bounded.
+    """
+
+    def __init__(self, trees: int = 8) -> None:
+        self._trees: dict[tuple[int, bytes], dict[int, tuple[bytes, tuple[bytes, ...]]]] = {}
+        self._max_trees = trees
+
+    def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
+        """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
+        if (
+            not isinstance(size, int) or not isinstance(index, int) or not 0 <= index < size
+            or size < 1 << _MEMO_LEVELS_BELOW_ROOT or not isinstance(root, bytes)
+        ):
+            verify_inclusion(leaf, index, size, proof, root)
+            return
+        what = f"inclusion proof for leaf {index} in a tree of size {size}"
+        check_proof_shape(proof, inclusion_proof_length(index, size), what)
+        if not isinstance(leaf, bytes) or len(leaf) != 32:
+            raise VerificationError("leaf hash is not a 32-byte hash")
+        cut = (size - 1).bit_length() - _MEMO_LEVELS_BELOW_ROOT
+        key = (size, root)
+        nodes = self._trees.get(key)
+        if nodes is None:
+            if len(self._trees) >= self._max_trees:
+                self._trees.pop(next(iter(self._trees)), None)
+            nodes = self._trees[key] = {}
+        # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
+        # a level has no sibling and is carried up unchanged.
+        fn, sn, level, used = index, size - 1, 0, 0
+        r = leaf
+        remembered: tuple[int, bytes, tuple[bytes, ...]] | None = None
+        while sn:
+            if level == cut and remembered is None:
+                rest = tuple(proof[used:])
+                known = nodes.get(fn)
+                if known is not None:
+                    if known[0] != r or known[1] != rest:
+                        raise VerificationError(
+                            f"{what} does not lead to the signed root (it leaves level {cut} "
+                            "through a node or path that differs from the proved ones)"
+                        )
+                    return
+                remembered = (fn, r, rest)
+            if fn & 1:
+                r = node_hash(proof[used], r)
+                used += 1
+            elif fn < sn:
+                r = node_hash(r, proof[used])
+                used += 1
+            fn >>= 1
+            sn >>= 1
+            level += 1
+        if not hmac.compare_digest(r, root):
+            raise VerificationError(
+                f"inclusion proof for leaf {index} leads to root {r.hex()}, "
+                f"not to the expected root of the tree of size {size}"
+            )
+        if remembered is not None:
+            nodes[remembered[0]] = (remembered[1], remembered[2])
+
+
 def check_entry(
-    index: int, data: bytes, proof: Sequence[bytes], tree_size: int, checkpoint: VerifiedCheckpoint
+    index: int,
+    data: bytes,
+    proof: Sequence[bytes],
+    tree_size: int,
+    checkpoint: VerifiedCheckpoint,
+    memo: InclusionMemo | None = None,
 ) -> VerifiedEntry:
     """An entry proven included in the checkpoint's tree, with its bytes decoded."""
     if tree_size != checkpoint.size:
@@ -212,7 +293,9 @@ def check_entry(
         )
     digest = leaf_hash(data)
     try:
-        verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
+        (memo.verify if memo is not None else verify_inclusion)(
+            digest, index, checkpoint.size, proof, checkpoint.root_hash
+        )
     except VerificationError as exc:
         raise InclusionProofError(
             f"entry {index}: not included in the checkpoint of size {checkpoint.size} "
@@ -356,7 +439,10 @@ def check_revocation_entry(
 
 
 def check_names_digest(
-    attestation: VerifiedAttestation, digest: bytes, batch_path: BatchPath | None
+    attestation: VerifiedAttestation,
+    digest: bytes,
+    batch_path: BatchPath | None,
+    memo: InclusionMemo | None = None,
 ) -> None:
     """The attestation really covers ``digest``: as a subject or through its batch root."""
     subjects = attestation.statement.subjects
@@ -386,7 +472,15 @@ def check_names_digest(
             f"from the signed batch size {attestation.predicate.batch.size}"
         )
     try:
-        verify_batch_path(digest, batch_path, root_subject.digest)
+        if memo is None:
+            verify_batch_path(digest, batch_path, root_subject.digest)
+        else:
+            if not isinstance(digest, bytes) or len(digest) != 32:
+                raise VerificationError("sample digest must be 32 bytes")
+            memo.verify(
+                leaf_hash(digest), batch_path.leaf_index, batch_path.batch_size, batch_path.hashes,
+                root_subject.digest,
+            )
     except VerificationError as exc:
         raise BatchPathError(
             f"entry {attestation.entry.index}: batch path for {digest.hex()} does not verify: {exc}"
@@ -409,11 +503,13 @@ def check_provenance(
     registry: KeyRegistry,
     checkpoint: VerifiedCheckpoint,
     verified: dict[int, VerifiedAttestation] | None = None,
+    memo: InclusionMemo | None = None,
 ) -> SampleProvenance:
     """Verify one digest's answer against already-verified entries and key state.
 
     ``verified`` caches attestation entries already checked against this same
-    ``registry`` (one batch envelope covers many samples: verify its signature once).
+    ``registry`` (one batch envelope covers many samples: verify its signature once);
+    ``memo`` shares the work of batch paths within one batch.
     """
     attestations = []
     for index, path in claim.hits:
@@ -425,7 +521,7 @@ def check_provenance(
             attestation = check_attestation_entry(entry, registry)
             if verified is not None:
                 verified[index] = attestation
-        check_names_digest(attestation, claim.digest, path)
+        check_names_digest(attestation, claim.digest, path, memo)
         attestations.append(attestation)
     targets = {a.entry.index: a.entry for a in attestations}
     revoked: set[int] = set()

@@ -617,35 +617,45 @@ class LedgerService(pb_grpc.LedgerServicer):
         # A handful of queries for the whole message, not four per digest.
         found_of = self._store.lookup_hits(digests, below=size)
         all_hits = {h.index for found in found_of.values() for h in found}
-        batched = {h.index for found in found_of.values() for h in found if h.batched}
         entries = self._store.entries_by_index(all_hits)
         flagged = {h.index for found in found_of.values() for h in found if h.maybe_revoked}
         all_revocations = self._store.revocations(flagged, below=size) if flagged else {}
+        # Many digests share their entries (a batch): one status hint per distinct shape.
+        hint_of: dict[tuple[tuple[int, bool], ...], str] = {}
         for digest in digests:
-            hits = [h.index for h in found_of.get(digest, ())]
-            revocations = {i: all_revocations[i] for i in hits if i in all_revocations}
             record = pb.DigestProvenance(digest=digest)
-            facts: list[AttestationFact] = []
-            for index in hits:
-                hit = pb.DigestHit(entry_index=index)
-                if index in batched:
+            revoking: set[int] = set()
+            shape = []
+            for found in found_of.get(digest, ()):
+                index = found.index
+                hit = record.hits.add(entry_index=index)
+                if found.batched:
                     path = self._batch_tree(index).path(digest)
-                    hit.batch_path.CopyFrom(
-                        pb.BatchPath(
-                            leaf_index=path.leaf_index, batch_size=path.batch_size, hashes=path.hashes
-                        )
-                    )
-                record.hits.append(hit)
+                    batch_path = hit.batch_path
+                    batch_path.leaf_index = path.leaf_index
+                    batch_path.batch_size = path.batch_size
+                    batch_path.hashes.extend(path.hashes)
                 needed[index] = entries[index]
-                fact = facts_seen.get(index)
-                if fact is None:
-                    fact = facts_seen.put(index, self._fact(entries[index], False))
-                facts.append(replace(fact, revoked=bool(revocations.get(index))))
-            revoking = sorted({i for group in revocations.values() for i in group})
-            record.revocation_indices.extend(revoking)
-            for index, stored in self._store.entries_by_index(revoking).items():
-                needed[index] = stored
-            record.status_hint = str(derive_status(facts))
+                revoked_by = all_revocations.get(index)
+                if revoked_by:
+                    revoking.update(revoked_by)
+                shape.append((index, bool(revoked_by)))
+            if revoking:
+                ordered = sorted(revoking)
+                record.revocation_indices.extend(ordered)
+                for index, stored in self._store.entries_by_index(ordered).items():
+                    needed[index] = stored
+            key = tuple(shape)
+            hint = hint_of.get(key)
+            if hint is None:
+                facts: list[AttestationFact] = []
+                for index, revoked in shape:
+                    fact = facts_seen.get(index)
+                    if fact is None:
+                        fact = facts_seen.put(index, self._fact(entries[index], False))
+                    facts.append(replace(fact, revoked=True) if revoked else fact)
+                hint = hint_of[key] = str(derive_status(facts))
+            record.status_hint = hint
             records.append(record)
         new = sorted(i for i in needed if i not in sent)
         proofs = self._store.inclusion_proofs(new, size)
