@@ -59,6 +59,7 @@ from anchorlog.ledger.errors import (
 )
 from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, open_key_event
 from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
@@ -155,8 +156,10 @@ class _StreamContext:
     registry: KeyRegistry | None = None
     claims: dict[bytes, DigestClaim] = field(default_factory=dict)
     keep_claims: bool = True  # only a bundle needs every claim; a million-sample stream must not hold them
-    # Attestation entries verified against ``registry``; cleared when it is rebuilt.
+    # Attestation entries verified against ``registry``, and statuses derived from
+    # them; cleared when it is rebuilt.
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
+    statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
 
 
 class LedgerClient:
@@ -384,23 +387,21 @@ class LedgerClient:
         if new_key_events or ctx.registry is None:
             ctx.registry = self._key_states.state(ctx.entries.values())
             ctx.attestations.clear()
+            ctx.statuses.clear()
         results = []
         for record in response.digests:
+            hits = []
+            for hit in record.hits:
+                path = None
+                if hit.HasField("batch_path"):
+                    given = hit.batch_path
+                    path = BatchPath(
+                        leaf_index=given.leaf_index, batch_size=given.batch_size, hashes=tuple(given.hashes)
+                    )
+                hits.append((hit.entry_index, path))
             claim = DigestClaim(
                 digest=bytes(record.digest),
-                hits=tuple(
-                    (
-                        hit.entry_index,
-                        BatchPath(
-                            leaf_index=hit.batch_path.leaf_index,
-                            batch_size=hit.batch_path.batch_size,
-                            hashes=tuple(hit.batch_path.hashes),
-                        )
-                        if hit.HasField("batch_path")
-                        else None,
-                    )
-                    for hit in record.hits
-                ),
+                hits=tuple(hits),
                 revocation_indices=tuple(record.revocation_indices),
                 status_hint=record.status_hint,
             )
@@ -408,7 +409,8 @@ class LedgerClient:
                 ctx.claims[claim.digest] = claim
             results.append(
                 check_provenance(
-                    claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths
+                    claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths,
+                    ctx.statuses,
                 )
             )
         return results

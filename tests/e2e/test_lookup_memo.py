@@ -44,7 +44,7 @@ def test_tampered_batch_path_is_refused_after_the_memo_is_warm(
     world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
 ) -> None:
     address, servicer = proxy
-    digests = _members(world, 1100)  # big enough for the memo (2**9 leaves)
+    digests = _members(world, 1100)  # big enough for the memo (over 2**8 leaves)
     with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
                       state_path=tmp_path / "reader.json") as reader:
         warm = list(reader.provenance_many(digests[:800], chunk=200))
