@@ -71,6 +71,8 @@ MAX_MESSAGE_BYTES = 64 << 20
 # How often, at most, a newly trusted checkpoint is written to the state file.
 STATE_SAVE_INTERVAL_S = 0.5
 TOKEN_ID_HEX_CHARS = 16
+# Verified key-event entries remembered across lookups (a registry has few).
+KEY_EVENT_MEMO = 4096
 
 
 def token_id_of(token: str) -> str:
@@ -215,6 +217,8 @@ class LedgerClient:
             self._key_states = KeyStateMemo(self.verifier)
             # Audit paths of one tree (the log's at a checkpoint, a batch's) share their top.
             self._paths = InclusionMemo()
+            # Key-event entries verified included: (index, size, root) -> (entry, proof).
+            self._key_event_entries: dict[tuple[int, int, bytes], tuple[VerifiedEntry, tuple[bytes, ...]]] = {}
             self.state_path = state_path or default_state_path(self.verifier)
             self._trusted = load_trusted(self.state_path, self.verifier)
             if self._trusted is None and trust_on_first_use:
@@ -376,13 +380,29 @@ class LedgerClient:
         if ctx.checkpoint is None:
             raise VerificationError("provenance answer without a checkpoint")
         new_key_events = False
+        checkpoint = ctx.checkpoint
         for proved in response.entries:
-            entry = check_entry(
-                proved.entry.index, proved.entry.data, proved.inclusion.hashes,
-                proved.inclusion.tree_size, ctx.checkpoint, self._paths,
-            )
+            index, data = proved.entry.index, proved.entry.data
+            hashes = tuple(proved.inclusion.hashes)
+            # Every answer repeats the key events: the same bytes with the same proof
+            # for the same checkpoint is the same check, done once.
+            seen = (index, checkpoint.size, checkpoint.root_hash)
+            known = self._key_event_entries.get(seen)
+            if (
+                known is not None and known[0].data == data and known[1] == hashes
+                and proved.inclusion.tree_size == checkpoint.size
+            ):
+                entry = known[0]
+            else:
+                entry = check_entry(
+                    index, data, hashes, proved.inclusion.tree_size, checkpoint, self._paths
+                )
+                if entry.entry.kind is EntryKind.KEY_EVENT:
+                    if len(self._key_event_entries) >= KEY_EVENT_MEMO:
+                        self._key_event_entries.clear()
+                    self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
-            ctx.proofs[entry.index] = (entry.data, tuple(proved.inclusion.hashes))
+            ctx.proofs[entry.index] = (entry.data, hashes)
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
             ctx.registry = self._key_states.state(ctx.entries.values())

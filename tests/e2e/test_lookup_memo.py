@@ -57,3 +57,39 @@ def test_tampered_batch_path_is_refused_after_the_memo_is_warm(
         again = list(reader.provenance_many(digests[850:950], chunk=50))
         assert [r.status for r in again] == [Status.HUMAN_VALIDATED] * 100
         assert reader.provenance(target).status is Status.HUMAN_VALIDATED
+
+
+def _tamper_key_event(how: str) -> Any:
+    def tamper(response: Any) -> Any:
+        from anchorlog.ledger.entry import EntryKind, decode_entry
+
+        for proved in response.entries:
+            if decode_entry(proved.entry.data).kind is EntryKind.KEY_EVENT:
+                if how == "data":
+                    data = proved.entry.data
+                    proved.entry.data = data[:-3] + bytes([data[-3] ^ 1]) + data[-2:]
+                else:
+                    proved.inclusion.hashes[0] = bytes(32)
+                break
+        return response
+
+    return tamper
+
+
+@pytest.mark.parametrize("how", ["data", "proof"])
+def test_tampered_key_event_is_refused_after_it_was_remembered(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, how: str
+) -> None:
+    from anchorlog.client.verify import InclusionProofError
+
+    address, servicer = proxy
+    digests = _members(world, 3)
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        for digest in digests:  # the same key events, verified and remembered
+            assert reader.provenance(digest).status is Status.HUMAN_VALIDATED
+        servicer.tamper["GetProvenance"] = _tamper_key_event(how)
+        with pytest.raises(InclusionProofError):
+            reader.provenance(digests[0])
+        del servicer.tamper["GetProvenance"]
+        assert reader.provenance(digests[0]).status is Status.HUMAN_VALIDATED
