@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import NoReturn, Self
 
 import grpc
-from anchorlog.client.proved_paths import ProvedPaths
 from anchorlog.client.receipts import Bundle, Receipt
 from anchorlog.client.state import (
     advance_trusted,
@@ -39,6 +38,7 @@ from anchorlog.client.verify import (
     CheckpointError,
     CheckpointMemo,
     DigestClaim,
+    InclusionMemo,
     InclusionProofError,
     KeyStateMemo,
     SampleProvenance,
@@ -61,6 +61,7 @@ from anchorlog.ledger.errors import (
 )
 from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, open_key_event
 from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
@@ -76,6 +77,8 @@ TOKEN_ID_HEX_CHARS = 16
 # default window (2,048 items per stream), so several messages are in flight.
 STREAM_MESSAGE_ITEMS = 256
 STREAM_MESSAGE_BYTES = 4 << 20
+# Verified key-event entries remembered across lookups (a registry has few).
+KEY_EVENT_MEMO = 4096
 
 
 def token_id_of(token: str) -> str:
@@ -255,8 +258,10 @@ class _StreamContext:
     registry: KeyRegistry | None = None
     claims: dict[bytes, DigestClaim] = field(default_factory=dict)
     keep_claims: bool = True  # only a bundle needs every claim; a million-sample stream must not hold them
-    # Attestation entries verified against ``registry``; cleared when it is rebuilt.
+    # Attestation entries verified against ``registry``, and statuses derived from
+    # them; cleared when it is rebuilt.
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
+    statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
 
 
 class LedgerClient:
@@ -310,6 +315,10 @@ class LedgerClient:
             # Receipts of one sequencer group share a checkpoint: verify its signature once.
             self._checkpoints = CheckpointMemo(self.verifier)
             self._key_states = KeyStateMemo(self.verifier)
+            # Audit paths of one tree (the log's at a checkpoint, a batch's) share their top.
+            self._paths = InclusionMemo()
+            # Key-event entries verified included: (index, size, root) -> (entry, proof).
+            self._key_event_entries: dict[tuple[int, int, bytes], tuple[VerifiedEntry, tuple[bytes, ...]]] = {}
             self.state_path = state_path or default_state_path(self.verifier)
             self._trusted = load_trusted(self.state_path, self.verifier)
             if self._trusted is None and trust_on_first_use:
@@ -323,8 +332,6 @@ class LedgerClient:
         self._unsaved: VerifiedCheckpoint | None = None
         self._saved_at = time.monotonic()
         self._principal: str | None = None
-        # Audit paths already proved in the tree of the latest receipt checkpoint.
-        self._paths: ProvedPaths | None = None
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -473,41 +480,58 @@ class LedgerClient:
         if ctx.checkpoint is None:
             raise VerificationError("provenance answer without a checkpoint")
         new_key_events = False
+        checkpoint = ctx.checkpoint
         for proved in response.entries:
-            entry = check_entry(
-                proved.entry.index, proved.entry.data, list(proved.inclusion.hashes),
-                proved.inclusion.tree_size, ctx.checkpoint,
-            )
+            index, data = proved.entry.index, proved.entry.data
+            hashes = tuple(proved.inclusion.hashes)
+            # Every answer repeats the key events: the same bytes with the same proof
+            # for the same checkpoint is the same check, done once.
+            seen = (index, checkpoint.size, checkpoint.root_hash)
+            known = self._key_event_entries.get(seen)
+            if (
+                known is not None and known[0].data == data and known[1] == hashes
+                and proved.inclusion.tree_size == checkpoint.size
+            ):
+                entry = known[0]
+            else:
+                entry = check_entry(
+                    index, data, hashes, proved.inclusion.tree_size, checkpoint, self._paths
+                )
+                if entry.entry.kind is EntryKind.KEY_EVENT:
+                    if len(self._key_event_entries) >= KEY_EVENT_MEMO:
+                        self._key_event_entries.clear()
+                    self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
-            ctx.proofs[entry.index] = (entry.data, tuple(proved.inclusion.hashes))
+            ctx.proofs[entry.index] = (entry.data, hashes)
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
             ctx.registry = self._key_states.state(ctx.entries.values())
             ctx.attestations.clear()
+            ctx.statuses.clear()
         results = []
         for record in response.digests:
+            hits = []
+            for hit in record.hits:
+                path = None
+                if hit.HasField("batch_path"):
+                    given = hit.batch_path
+                    path = BatchPath(
+                        leaf_index=given.leaf_index, batch_size=given.batch_size, hashes=tuple(given.hashes)
+                    )
+                hits.append((hit.entry_index, path))
             claim = DigestClaim(
                 digest=bytes(record.digest),
-                hits=tuple(
-                    (
-                        hit.entry_index,
-                        BatchPath(
-                            leaf_index=hit.batch_path.leaf_index,
-                            batch_size=hit.batch_path.batch_size,
-                            hashes=tuple(hit.batch_path.hashes),
-                        )
-                        if hit.HasField("batch_path")
-                        else None,
-                    )
-                    for hit in record.hits
-                ),
+                hits=tuple(hits),
                 revocation_indices=tuple(record.revocation_indices),
                 status_hint=record.status_hint,
             )
             if ctx.keep_claims:
                 ctx.claims[claim.digest] = claim
             results.append(
-                check_provenance(claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations)
+                check_provenance(
+                    claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths,
+                    ctx.statuses,
+                )
             )
         return results
 
@@ -659,11 +683,8 @@ class LedgerClient:
             duplicate=receipt.duplicate,
         )
         checkpoint = self._checkpoints.check(out.checkpoint)
-        paths = self._paths
-        if paths is None or (paths.size, paths.root) != (checkpoint.size, checkpoint.root_hash):
-            # Receipts come in groups per checkpoint: their audit paths share most nodes.
-            paths = self._paths = ProvedPaths(checkpoint.size, checkpoint.root_hash)
-        verified = check_entry(out.index, out.data, out.hashes, out.tree_size, checkpoint, paths)
+        # Receipts come in groups per checkpoint: their audit paths share their top.
+        verified = check_entry(out.index, out.data, out.hashes, out.tree_size, checkpoint, self._paths)
         self._trust(out.checkpoint)
         if submitted is not None:
             self._check_submitted(verified, submitted, out.duplicate)

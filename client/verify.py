@@ -9,11 +9,11 @@ exactly the same code as live answers.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from anchorlog.client.proved_paths import ProvedPaths
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope
@@ -27,6 +27,7 @@ from anchorlog.ledger.keys import (
     signing_key,
 )
 from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
     PROVENANCE_V1,
@@ -203,13 +204,98 @@ def check_consistency(
         ) from exc
 
 
+# Levels below the root where InclusionMemo remembers nodes: at most 2**8 and
+# 2**12 nodes per tree, so a path is hashed only up to the first level where
+# earlier paths went, then compared.
+_MEMO_LEVELS_BELOW_ROOT = (12, 8)
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class InclusionMemo:
+    """``verify_inclusion`` that shares work between paths of one tree.
+
+    A lookup proves thousands of entries (or batch samples) against one root,
+    and their audit paths meet near the root. For each tree (size, root) this
+    remembers, at two levels a few steps below the root, the nodes that verified
+    paths went through, each with the part of the path above it. A later path
+    is hashed from its leaf up to such a level only: if it reaches a remembered
+    node with the same hash and carries exactly the remembered rest of the path,
+    hashing on would repeat a verified computation and reach the same signed
+    root. Accepts and refuses exactly what ``verify_inclusion`` does; bounded.
+    """
+
+    def __init__(self, trees: int = 8) -> None:
+        self._trees: dict[tuple[int, bytes], dict[int, tuple[bytes, tuple[bytes, ...]]]] = {}
+        self._max_trees = trees
+
+    def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
+        """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
+        if (
+            not isinstance(size, int) or not isinstance(index, int) or not 0 <= index < size
+            or size <= 1 << min(_MEMO_LEVELS_BELOW_ROOT) or not isinstance(root, bytes)
+            or not isinstance(leaf, bytes) or len(leaf) != 32
+        ):
+            verify_inclusion(leaf, index, size, proof, root)
+            return
+        what = f"inclusion proof for leaf {index} in a tree of size {size}"
+        expected = inclusion_proof_length(index, size)
+        if len(proof) != expected:
+            check_proof_shape(proof, expected, what)  # raises, saying what is wrong
+        depth = (size - 1).bit_length()
+        cuts = {depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0}
+        key = (size, root)
+        nodes = self._trees.get(key)
+        if nodes is None:
+            if len(self._trees) >= self._max_trees:
+                self._trees.pop(next(iter(self._trees)), None)
+            nodes = self._trees[key] = {}
+        # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
+        # a level has no sibling and is carried up unchanged. Only hashed elements
+        # need their shape checked; the rest are compared with verified hashes.
+        fn, sn, level, used = index, size - 1, 0, 0
+        r = leaf
+        learned: list[tuple[int, bytes, tuple[bytes, ...]]] = []
+        while sn:
+            if level in cuts:
+                rest = tuple(proof[used:])
+                known = nodes.get(fn << 6 | level)
+                if known is not None:
+                    if known[0] != r or known[1] != rest:
+                        raise VerificationError(
+                            f"{what} does not lead to the signed root (at level {level} its node "
+                            "or the rest of its path differs from the proved ones)"
+                        )
+                    break
+                learned.append((fn << 6 | level, r, rest))
+            if fn & 1 or fn < sn:
+                p = proof[used]
+                if type(p) is not bytes or len(p) != 32:
+                    check_proof_shape(proof, expected, what)
+                r = _node(p, r) if fn & 1 else _node(r, p)
+                used += 1
+            fn >>= 1
+            sn >>= 1
+            level += 1
+        else:
+            if not hmac.compare_digest(r, root):
+                raise VerificationError(
+                    f"inclusion proof for leaf {index} leads to root {r.hex()}, "
+                    f"not to the expected root of the tree of size {size}"
+                )
+        for node_key, node, rest in learned:
+            nodes[node_key] = (node, rest)
+
+
 def check_entry(
     index: int,
     data: bytes,
     proof: Sequence[bytes],
     tree_size: int,
     checkpoint: VerifiedCheckpoint,
-    paths: ProvedPaths | None = None,
+    memo: InclusionMemo | None = None,
 ) -> VerifiedEntry:
     """An entry proven included in the checkpoint's tree, with its bytes decoded.
 
@@ -222,10 +308,9 @@ def check_entry(
         )
     digest = leaf_hash(data)
     try:
-        if paths is not None and (paths.size, paths.root) == (checkpoint.size, checkpoint.root_hash):
-            paths.verify(digest, index, proof)
-        else:
-            verify_inclusion(digest, index, checkpoint.size, proof, checkpoint.root_hash)
+        (memo.verify if memo is not None else verify_inclusion)(
+            digest, index, checkpoint.size, proof, checkpoint.root_hash
+        )
     except VerificationError as exc:
         raise InclusionProofError(
             f"entry {index}: not included in the checkpoint of size {checkpoint.size} "
@@ -369,7 +454,10 @@ def check_revocation_entry(
 
 
 def check_names_digest(
-    attestation: VerifiedAttestation, digest: bytes, batch_path: BatchPath | None
+    attestation: VerifiedAttestation,
+    digest: bytes,
+    batch_path: BatchPath | None,
+    memo: InclusionMemo | None = None,
 ) -> None:
     """The attestation really covers ``digest``: as a subject or through its batch root."""
     subjects = attestation.statement.subjects
@@ -399,7 +487,15 @@ def check_names_digest(
             f"from the signed batch size {attestation.predicate.batch.size}"
         )
     try:
-        verify_batch_path(digest, batch_path, root_subject.digest)
+        if memo is None:
+            verify_batch_path(digest, batch_path, root_subject.digest)
+        else:
+            if not isinstance(digest, bytes) or len(digest) != 32:
+                raise VerificationError("sample digest must be 32 bytes")
+            memo.verify(
+                leaf_hash(digest), batch_path.leaf_index, batch_path.batch_size, batch_path.hashes,
+                root_subject.digest,
+            )
     except VerificationError as exc:
         raise BatchPathError(
             f"entry {attestation.entry.index}: batch path for {digest.hex()} does not verify: {exc}"
@@ -422,11 +518,16 @@ def check_provenance(
     registry: KeyRegistry,
     checkpoint: VerifiedCheckpoint,
     verified: dict[int, VerifiedAttestation] | None = None,
+    memo: InclusionMemo | None = None,
+    statuses: dict[tuple[tuple[int, bool], ...], Status] | None = None,
 ) -> SampleProvenance:
     """Verify one digest's answer against already-verified entries and key state.
 
     ``verified`` caches attestation entries already checked against this same
-    ``registry`` (one batch envelope covers many samples: verify its signature once).
+    ``registry`` (one batch envelope covers many samples: verify its signature once);
+    ``memo`` shares the work of batch paths within one batch; ``statuses`` (only
+    used with ``verified``, and emptied with it) remembers the status derived
+    from each combination of those attestations and their revocation.
     """
     attestations = []
     for index, path in claim.hits:
@@ -438,7 +539,7 @@ def check_provenance(
             attestation = check_attestation_entry(entry, registry)
             if verified is not None:
                 verified[index] = attestation
-        check_names_digest(attestation, claim.digest, path)
+        check_names_digest(attestation, claim.digest, path, memo)
         attestations.append(attestation)
     targets = {a.entry.index: a.entry for a in attestations}
     revoked: set[int] = set()
@@ -447,10 +548,18 @@ def check_provenance(
         if entry is None:
             raise VerificationError(f"server named revocation {index} without proof")
         revoked |= check_revocation_entry(entry, registry, targets)
-    facts = _facts(attestations, revoked)
+    if statuses is not None and verified is not None:
+        # The facts are a function of the verified attestations (by index, for this
+        # registry) and of which of them are revoked.
+        shape = tuple((a.entry.index, a.entry.index in revoked) for a in attestations)
+        status = statuses.get(shape)
+        if status is None:
+            status = statuses[shape] = derive_status(_facts(attestations, revoked))
+    else:
+        status = derive_status(_facts(attestations, revoked))
     return SampleProvenance(
         digest=claim.digest,
-        status=derive_status(facts),
+        status=status,
         attestations=tuple(attestations),
         revoked_entries=frozenset(revoked),
         checkpoint=checkpoint,

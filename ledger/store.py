@@ -181,6 +181,15 @@ class StoredEntry:
 
 
 @dataclass(frozen=True)
+class SubjectHit:
+    """An entry naming a digest (see :meth:`LogStore.lookup_hits`)."""
+
+    index: int
+    batched: bool
+    maybe_revoked: bool
+
+
+@dataclass(frozen=True)
 class SignedCheckpoint:
     size: int
     root_hash: bytes
@@ -785,8 +794,45 @@ class LogStore:
         plan = inclusion_plan(index, size)
         return plan.assemble(self._nodes(plan.node_ids()))
 
+    def inclusion_proofs(self, indices: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        """:meth:`inclusion_proof` of many leaves in one tree: the nodes not in memory
+        are read together, a few queries in all instead of one per leaf."""
+        self._check_size(size)
+        wanted = sorted(set(indices))
+        for index in wanted:
+            if not 0 <= index < size:
+                raise InvalidInput("index", f"{index} is not below the tree size {size}")
+        edges = self._proofs.edges.get(size)
+        if edges is None:
+            return {index: self.inclusion_proof(index, size) for index in wanted}
+        proofs: dict[int, list[bytes]] = {}
+        holes: list[tuple[list[bytes], int, int, int]] = []  # (proof, position, level, index)
+        for index in wanted:
+            proof, unread = self._path_from_edges(index, size, edges)
+            proofs[index] = proof
+            holes.extend((proof, position, level, idx) for position, level, idx in unread)
+        if holes:
+            nodes = sorted({(level, idx) for _, _, level, idx in holes})
+            found: dict[tuple[int, int], bytes] = {}
+            for start in range(0, len(nodes), _IN_CHUNK):
+                found.update(self._read_path_nodes(nodes[start : start + _IN_CHUNK]))
+            for proof, position, level, idx in holes:
+                proof[position] = found[(level, idx)]
+        return proofs
+
     def _inclusion_from_edges(self, index: int, size: int, edges: dict[int, bytes]) -> list[bytes]:
-        """The audit path from cached nodes and right-edge hashes, leaf first.
+        proof, unread = self._path_from_edges(index, size, edges)
+        if unread:
+            found = self._read_path_nodes([(lvl, idx) for _, lvl, idx in unread])
+            for position, lvl, idx in unread:
+                proof[position] = found[(lvl, idx)]
+        return proof
+
+    def _path_from_edges(
+        self, index: int, size: int, edges: dict[int, bytes]
+    ) -> tuple[list[bytes], list[tuple[int, int, int]]]:
+        """The audit path from cached nodes and right-edge hashes, leaf first, with
+        the (position, level, index) of the nodes still to read from disk.
 
         Each sibling is a perfect subtree (one node, from memory or else read
         from disk) or, at most once, the partial range [begin, size) on the
@@ -812,15 +858,15 @@ class LogStore:
         if edge >= 0:
             level, idx = path[edge]
             proof[edge] = edges[idx << level]
+        unread: list[tuple[int, int, int]] = []  # (position in proof, level, index)
         if None in proof:
             unread = [(k, *path[k]) for k, h in enumerate(proof) if h is None]
-            found = self._read_path_nodes([(lvl, idx) for _, lvl, idx in unread])
-            for position, lvl, idx in unread:
-                proof[position] = found[(lvl, idx)]
-        return proof  # type: ignore[return-value]  # every None was replaced
+            for position, _, _ in unread:
+                proof[position] = b""  # filled in by the caller from disk
+        return proof, unread  # type: ignore[return-value]  # no None left
 
     def _read_path_nodes(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Nodes of one audit path in a single query (at most one of them is a leaf)."""
+        """Nodes (level, index) of audit paths, in a single query."""
         leaves = [idx for level, idx in wanted if level == 0]
         inner = [(level, idx) for level, idx in wanted if level > 0]
         parts = []
@@ -873,6 +919,22 @@ class LogStore:
             list(dict.fromkeys(digests)), limit,
         ):
             out.setdefault(digest, []).append(idx)
+        return out
+
+    def lookup_hits(self, digests: Sequence[bytes], *, below: int | None = None) -> dict[bytes, list[SubjectHit]]:
+        """:meth:`lookup_many`, each hit saying whether its entry commits to a batch and
+        whether any revocation names it (at any index: see :meth:`revocations`), in the
+        same query: one per 500 digests instead of three."""
+        limit = self._size if below is None else below
+        out: dict[bytes, list[SubjectHit]] = {}
+        for digest, idx, batched, revoked in _rows_in(
+            self._reader(),
+            "SELECT s.digest, s.idx, EXISTS(SELECT 1 FROM batches b WHERE b.idx = s.idx), "
+            "EXISTS(SELECT 1 FROM revocations r WHERE r.target = s.idx) "
+            "FROM subjects s WHERE s.digest IN ({marks}) AND s.idx < ? ORDER BY s.digest, s.idx",
+            list(dict.fromkeys(digests)), limit,
+        ):
+            out.setdefault(digest, []).append(SubjectHit(idx, bool(batched), bool(revoked)))
         return out
 
     def batched(self, indices: Iterable[int]) -> set[int]:

@@ -1,0 +1,99 @@
+"""InclusionMemo accepts and refuses exactly what verify_inclusion does, warm or cold."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from anchorlog.client.verify import InclusionMemo
+from anchorlog.ledger.batch import BatchTree
+from anchorlog.ledger.errors import VerificationError
+from anchorlog.ledger.merkle import leaf_hash, verify_inclusion
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_TREES: dict[int, tuple[list[bytes], BatchTree]] = {}
+
+
+def _tree(size: int) -> tuple[list[bytes], BatchTree]:
+    if size not in _TREES:
+        digests = sorted(hashlib.sha256(b"leaf %d" % i).digest() for i in range(size))
+        _TREES[size] = (digests, BatchTree(b"".join(digests)))
+    return _TREES[size]
+
+
+def _plain_accepts(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    try:
+        verify_inclusion(leaf, index, size, proof, root)
+    except VerificationError:
+        return False
+    return True
+
+
+def _memo_accepts(memo: InclusionMemo, leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    try:
+        memo.verify(leaf, index, size, proof, root)
+    except VerificationError:
+        return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500]),
+    warm=st.lists(st.integers(min_value=0), max_size=40),
+    probes=st.lists(
+        st.tuples(st.integers(min_value=0), st.sampled_from(["ok", "hash", "leaf", "index", "short", "long", "size"]),
+                  st.integers(min_value=0)),
+        min_size=1, max_size=12,
+    ),
+)
+def test_memo_agrees_with_verify_inclusion(
+    size: int, warm: list[int], probes: list[tuple[int, str, int]]
+) -> None:
+    digests, tree = _tree(size)
+    root = tree.root
+    memo = InclusionMemo()
+    for w in warm:  # remembered nodes from honest paths
+        d = digests[w % size]
+        path = tree.path(d)
+        memo.verify(leaf_hash(d), path.leaf_index, size, list(path.hashes), root)
+    for pick, how, where in probes:
+        d = digests[pick % size]
+        path = tree.path(d)
+        leaf, index, proof, claimed = leaf_hash(d), path.leaf_index, list(path.hashes), size
+        if how == "hash" and proof:
+            proof[where % len(proof)] = hashlib.sha256(proof[where % len(proof)]).digest()
+        elif how == "leaf":
+            leaf = leaf_hash(b"not in the tree")
+        elif how == "index":
+            index = (index + 1 + where % max(size - 1, 1)) % size if size > 1 else index + 1
+        elif how == "short" and proof:
+            proof = proof[:-1]
+        elif how == "long":
+            proof = [*proof, bytes(32)]
+        elif how == "size":
+            claimed = size + 1 + where % 3
+        expected = _plain_accepts(leaf, index, claimed, proof, root)
+        assert _memo_accepts(memo, leaf, index, claimed, proof, root) == expected
+        assert _memo_accepts(memo, leaf, index, claimed, proof, root) == expected  # and again, warmer
+        if how == "ok":
+            assert expected
+
+
+def test_a_tampered_upper_path_is_refused_after_the_memo_is_warm() -> None:
+    digests, tree = _tree(1500)
+    memo = InclusionMemo()
+    for d in digests[::3]:
+        path = tree.path(d)
+        memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, tree.root)
+    d = digests[1]
+    path = tree.path(d)
+    for position in range(len(path.hashes)):
+        bad = list(path.hashes)
+        bad[position] = bytes(32)
+        with pytest.raises(VerificationError):
+            memo.verify(leaf_hash(d), path.leaf_index, 1500, bad, tree.root)
+    with pytest.raises(VerificationError):
+        memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, bytes(32))
+    memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, tree.root)

@@ -1,0 +1,95 @@
+"""Lookups with the client's remembered proof work warm: tampered answers are still refused.
+
+Real server subprocess, real client; a proxy alters the real answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anchorlog.client.ledger import LedgerClient
+from anchorlog.client.vendor import attest_batch, hash_text
+from anchorlog.client.verify import BatchPathError
+from anchorlog.ledger.status import Status
+
+from tests.e2e.test_client import VALIDATED, World, _TamperingProxy, proxy, shared_server, world
+
+__all__ = ["proxy", "shared_server", "world"]  # fixtures used here
+
+
+def _members(world: World, count: int) -> list[bytes]:
+    digests = [hash_text(f"memo {i} {world.vendor_id}") for i in range(count)]
+    with world.client(world.vendor_token, "vendor") as vendor:
+        (outcome,) = vendor.submit([attest_batch(world.key, digests, VALIDATED)])
+        assert outcome.ok, outcome.error
+    return digests
+
+
+def _tamper_upper_batch_hash(target: bytes) -> Any:
+    def tamper(answers: Iterator[Any]) -> Iterator[Any]:
+        for response in answers:
+            for record in response.digests:
+                if record.digest == target:
+                    hashes = record.hits[0].batch_path.hashes
+                    hashes[len(hashes) - 1] = bytes(32)  # the sibling just below the root
+            yield response
+
+    return tamper
+
+
+def test_tampered_batch_path_is_refused_after_the_memo_is_warm(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    address, servicer = proxy
+    digests = _members(world, 1100)  # big enough for the memo (over 2**8 leaves)
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        warm = list(reader.provenance_many(digests[:800], chunk=200))
+        assert [r.status for r in warm] == [Status.HUMAN_VALIDATED] * 800
+        target = digests[900]
+        servicer.tamper["StreamProvenance"] = _tamper_upper_batch_hash(target)
+        with pytest.raises(BatchPathError, match="does not verify"):
+            list(reader.provenance_many(digests[850:950], chunk=50))
+        del servicer.tamper["StreamProvenance"]
+        again = list(reader.provenance_many(digests[850:950], chunk=50))
+        assert [r.status for r in again] == [Status.HUMAN_VALIDATED] * 100
+        assert reader.provenance(target).status is Status.HUMAN_VALIDATED
+
+
+def _tamper_key_event(how: str) -> Any:
+    def tamper(response: Any) -> Any:
+        from anchorlog.ledger.entry import EntryKind, decode_entry
+
+        for proved in response.entries:
+            if decode_entry(proved.entry.data).kind is EntryKind.KEY_EVENT:
+                if how == "data":
+                    data = proved.entry.data
+                    proved.entry.data = data[:-3] + bytes([data[-3] ^ 1]) + data[-2:]
+                else:
+                    proved.inclusion.hashes[0] = bytes(32)
+                break
+        return response
+
+    return tamper
+
+
+@pytest.mark.parametrize("how", ["data", "proof"])
+def test_tampered_key_event_is_refused_after_it_was_remembered(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, how: str
+) -> None:
+    from anchorlog.client.verify import InclusionProofError
+
+    address, servicer = proxy
+    digests = _members(world, 3)
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        for digest in digests:  # the same key events, verified and remembered
+            assert reader.provenance(digest).status is Status.HUMAN_VALIDATED
+        servicer.tamper["GetProvenance"] = _tamper_key_event(how)
+        with pytest.raises(InclusionProofError):
+            reader.provenance(digests[0])
+        del servicer.tamper["GetProvenance"]
+        assert reader.provenance(digests[0]).status is Status.HUMAN_VALIDATED
