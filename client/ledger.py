@@ -79,6 +79,8 @@ STREAM_MESSAGE_ITEMS = 256
 STREAM_MESSAGE_BYTES = 4 << 20
 # Verified key-event entries remembered across lookups (a registry has few).
 KEY_EVENT_MEMO = 4096
+# Attestation entries verified by earlier single lookups, kept for later ones.
+ATTESTATION_MEMO = 4096
 
 
 def token_id_of(token: str) -> str:
@@ -262,6 +264,8 @@ class _StreamContext:
     # them; cleared when it is rebuilt.
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
     statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
+    # Single lookups share verified attestations across calls (see LedgerClient._attested).
+    remember: bool = False
 
 
 class LedgerClient:
@@ -319,6 +323,12 @@ class LedgerClient:
             self._paths = InclusionMemo()
             # Key-event entries verified included: (index, size, root) -> (entry, proof).
             self._key_event_entries: dict[tuple[int, int, bytes], tuple[VerifiedEntry, tuple[bytes, ...]]] = {}
+            # Attestations verified by earlier single lookups: (index, leaf hash) ->
+            # (the key registry they were checked against, the result). A signature
+            # check is a function of the entry's bytes (the leaf hash is computed from
+            # the bytes received) and of the registry; the registry object is held, so
+            # `is` identifies it. Inclusion is still proved on every call.
+            self._attested: dict[tuple[int, bytes], tuple[KeyRegistry, VerifiedAttestation]] = {}
             self.state_path = state_path or default_state_path(self.verifier)
             self._trusted = load_trusted(self.state_path, self.verifier)
             if self._trusted is None and trust_on_first_use:
@@ -481,6 +491,7 @@ class LedgerClient:
             raise VerificationError("provenance answer without a checkpoint")
         new_key_events = False
         checkpoint = ctx.checkpoint
+        received: list[VerifiedEntry] = []
         for proved in response.entries:
             index, data = proved.entry.index, proved.entry.data
             hashes = tuple(proved.inclusion.hashes)
@@ -503,11 +514,17 @@ class LedgerClient:
                     self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
             ctx.proofs[entry.index] = (entry.data, hashes)
+            received.append(entry)
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
             ctx.registry = self._key_states.state(ctx.entries.values())
             ctx.attestations.clear()
             ctx.statuses.clear()
+        if ctx.remember:
+            for entry in received:
+                known_attestation = self._attested.get((entry.index, entry.leaf_hash))
+                if known_attestation is not None and known_attestation[0] is ctx.registry:
+                    ctx.attestations[entry.index] = known_attestation[1]
         results = []
         for record in response.digests:
             hits = []
@@ -533,6 +550,12 @@ class LedgerClient:
                     ctx.statuses,
                 )
             )
+        registry = ctx.registry
+        if ctx.remember and registry is not None:
+            for index, attestation in ctx.attestations.items():
+                if len(self._attested) >= ATTESTATION_MEMO:
+                    self._attested.clear()
+                self._attested[(index, attestation.entry.leaf_hash)] = (registry, attestation)
         return results
 
     def provenance(self, digest: bytes) -> SampleProvenance:
@@ -544,7 +567,7 @@ class LedgerClient:
         except LedgerRpcError as exc:
             self._refuse_rollback(exc)
         assert isinstance(response, pb.ProvenanceResponse)
-        results = self._absorb(response, _StreamContext())
+        results = self._absorb(response, _StreamContext(remember=True))
         if len(results) != 1:
             raise VerificationError(f"asked about one digest, the server answered {len(results)}")
         result = results[0]

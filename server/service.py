@@ -41,7 +41,7 @@ from anchorlog.ledger.keys import (
     open_key_event,
 )
 from anchorlog.ledger.note import NoteSigner
-from anchorlog.ledger.predicates import ProvenancePredicate
+from anchorlog.ledger.predicates import Claim, ProvenancePredicate
 from anchorlog.ledger.statement import parse_statement
 from anchorlog.ledger.status import AttestationFact, derive_status
 from anchorlog.ledger.store import (
@@ -314,6 +314,44 @@ class _FactCache:
         return fact
 
 
+@dataclass(frozen=True)
+class _HintSource:
+    """What the status hint reads from one logged attestation: its bytes never change."""
+
+    vendor_id: str
+    claim: Claim
+    performed_at: datetime
+    hinted_key_ids: frozenset[str]
+
+
+class _HintSources:
+    """Parsed hint sources by (entry index, leaf hash), shared by all calls; bounded.
+
+    Single lookups of samples that share an entry (a batch) parse its envelope
+    once. Whether a hinted key is compromised is not kept: the registry changes.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._sources: dict[tuple[int, bytes], _HintSource] = {}
+
+    def get(self, stored: StoredEntry) -> _HintSource:
+        key = (stored.index, stored.leaf_hash)
+        with self._lock:
+            known = self._sources.get(key)
+        if known is not None:
+            return known
+        entry = decode_entry(stored.data)
+        predicate, hinted = _hint_fields(entry.envelope)
+        source = _HintSource(entry.submitter, predicate.claim, predicate.performed_at, frozenset(hinted))
+        with self._lock:
+            if len(self._sources) >= self._capacity:
+                self._sources.clear()
+            self._sources[key] = source
+        return source
+
+
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(
         self,
@@ -339,13 +377,13 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
         self._public_keys = PublicKeys()
+        self._hint_sources = _HintSources(limits.fact_cache)
         # (tree size, its key events with proofs): see _key_event_proofs.
         self._key_events_at: tuple[int, tuple[pb.ProvedEntry, ...]] | None = None
 
     # ------------------------------------------------------------ plumbing
 
     def _authenticate(self, context: grpc.ServicerContext, rpc: str) -> Principal:
-        peer = (context.peer() or "unknown").rsplit(":", 1)[0]
         token = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -358,6 +396,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         if principal is None:
             # Only guesses are limited: a valid token from the same address (a NAT,
             # a shared host) still works while someone else is being refused.
+            peer = (context.peer() or "unknown").rsplit(":", 1)[0]
             if self._failures.blocked(peer):
                 raise Exhausted("too many failed authentications from this address; try again later")
             self._failures.record_failure(peer)
@@ -462,6 +501,10 @@ class LedgerService(pb_grpc.LedgerServicer):
             )
         if trusted_size == 0:
             return None
+        if trusted_size == size:
+            # A tree is consistent with itself by an empty proof (RFC 9162 §2.1.4):
+            # the common case of a client that is up to date, without building a plan.
+            return pb.ConsistencyProof(first_size=size, second_size=size)
         return pb.ConsistencyProof(
             first_size=trusted_size,
             second_size=size,
@@ -777,16 +820,16 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     def _fact(self, stored: StoredEntry, revoked: bool) -> AttestationFact:
         # Only for the status hint: the key is found by the keyid hint, unverified.
-        entry = decode_entry(stored.data)
-        predicate, hinted = _hint_fields(entry.envelope)
+        source = self._hint_sources.get(stored)
         compromised = any(
-            k.compromised for k in self._registry.vendor_keys(entry.submitter) if k.key_id in hinted
+            k.compromised for k in self._registry.vendor_keys(source.vendor_id)
+            if k.key_id in source.hinted_key_ids
         )
         return AttestationFact(
             entry_index=stored.index,
-            vendor_id=entry.submitter,
-            claim=predicate.claim,
-            performed_at=predicate.performed_at,
+            vendor_id=source.vendor_id,
+            claim=source.claim,
+            performed_at=source.performed_at,
             revoked=revoked,
             key_compromised=compromised,
         )

@@ -93,3 +93,63 @@ def test_tampered_key_event_is_refused_after_it_was_remembered(
             reader.provenance(digests[0])
         del servicer.tamper["GetProvenance"]
         assert reader.provenance(digests[0]).status is Status.HUMAN_VALIDATED
+
+
+def _tamper_attestation(how: str) -> Any:
+    """Alter the answer about the batch entry itself: its bytes, its proof or its batch path."""
+
+    def tamper(response: Any) -> Any:
+        (record,) = response.digests
+        hit = record.hits[0]
+        if how == "batch_path":
+            hit.batch_path.hashes[0] = bytes(32)
+            return response
+        for proved in response.entries:
+            if proved.entry.index == hit.entry_index:
+                if how == "data":
+                    data = proved.entry.data
+                    proved.entry.data = data[:-3] + bytes([data[-3] ^ 1]) + data[-2:]
+                else:
+                    proved.inclusion.hashes[0] = bytes(32)
+        return response
+
+    return tamper
+
+
+@pytest.mark.parametrize("how", ["data", "proof", "batch_path"])
+def test_tampered_attestation_is_refused_after_single_lookups_remembered_it(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, how: str
+) -> None:
+    from anchorlog.client.verify import InclusionProofError
+
+    address, servicer = proxy
+    digests = _members(world, 8)
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        for digest in digests[:4]:  # one batch entry: verified once, then remembered
+            assert reader.provenance(digest).status is Status.HUMAN_VALIDATED
+        assert len(reader._attested) == 1
+        servicer.tamper["GetProvenance"] = _tamper_attestation(how)
+        refused = BatchPathError if how == "batch_path" else InclusionProofError
+        with pytest.raises(refused):
+            reader.provenance(digests[5])
+        del servicer.tamper["GetProvenance"]
+        assert reader.provenance(digests[5]).status is Status.HUMAN_VALIDATED
+
+
+def test_a_key_compromised_after_single_lookups_remembered_its_attestation(world: World) -> None:
+    digests = _members(world, 4)
+    with world.client(world.reader_token, "reader") as reader:
+        for digest in digests[:2]:
+            result = reader.provenance(digest)
+            assert result.status is Status.HUMAN_VALIDATED
+            assert result.server_status_hint == str(Status.HUMAN_VALIDATED)
+        with world.client(world.server.admin_token, "admin") as admin:
+            admin.revoke_key(world.vendor_id, world.key.key_id, compromised=True, reason="leaked")
+        # The client's remembered check was against the old key registry, the server's
+        # remembered hint source has no compromise flag: both see the revocation now.
+        for digest in digests[1:3]:
+            result = reader.provenance(digest)
+            assert result.status is Status.REVOKED
+            assert result.attestations[0].key_compromised
+            assert result.server_status_hint == str(Status.REVOKED)
