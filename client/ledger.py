@@ -80,7 +80,7 @@ STREAM_MESSAGE_BYTES = 4 << 20
 # Verified key-event entries remembered across lookups (a registry has few).
 KEY_EVENT_MEMO = 4096
 # Attestation entries verified by earlier single lookups, kept for later ones.
-ATTESTATION_MEMO = 4096
+ATTESTATION_MEMO = 1024
 
 
 def token_id_of(token: str) -> str:
