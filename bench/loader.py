@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -113,7 +114,9 @@ def build_log(
         note(f"copying cached log of {entries} entries from {cached}")
         shutil.copytree(cached, data_dir)
     else:
-        target_dir = cached if cached is not None else data_dir
+        # Build in a folder of this process's own, then rename: two benches building
+        # the same cached log at once must not delete each other's work.
+        target_dir = cached.with_name(f"{cached.name}.building-{os.getpid()}") if cached else data_dir
         if target_dir.exists():
             shutil.rmtree(target_dir)
         target_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +127,11 @@ def build_log(
         store.close()
         (target_dir / INFO_FILE).write_text(json.dumps({**tokens, "entries": count}))
         if cached is not None:
+            target_dir.with_name(f"{target_dir.name}.server.log").unlink(missing_ok=True)
+            try:
+                target_dir.rename(cached)
+            except OSError:  # another bench finished the same log first: use theirs
+                shutil.rmtree(target_dir)
             shutil.copytree(cached, data_dir)
     info = json.loads((data_dir / INFO_FILE).read_text())
     return LoadedLog(
