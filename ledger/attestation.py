@@ -75,12 +75,11 @@ def check_attestation(
             raise InvalidInput(
                 "batch_digests", "sent with a statement that has no batch root (predicate.batch)"
             )
-        for i, subject in enumerate(statement.subjects):
-            if subject.name == BATCH_SUBJECT_NAME:
-                raise InvalidInput(
-                    f"statement.subject[{i}].name",
-                    f"{BATCH_SUBJECT_NAME} is reserved for batch statements",
-                )
+        if BATCH_SUBJECT_NAME in statement.subject_names:
+            raise InvalidInput(
+                f"statement.subject[{statement.subject_names.index(BATCH_SUBJECT_NAME)}].name",
+                f"{BATCH_SUBJECT_NAME} is reserved for batch statements",
+            )
         return Attestation(envelope, statement, predicate, statement.digests())
     if len(statement.subjects) != 1 or statement.subjects[0].name != BATCH_SUBJECT_NAME:
         raise InvalidInput(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import rfc8785
@@ -26,6 +27,24 @@ MAX_PREDICATE_TYPE = 256
 _STATEMENT_FIELDS = frozenset({"_type", "subject", "predicateType", "predicate"})
 _SUBJECT_FIELDS = frozenset({"name", "digest", "uri", "annotations"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# The RFC 8785 form ``build_statement`` writes (what clients send), with the
+# subjects in the one shape a digest and a name take, and strings free of quotes,
+# backslashes, control and non-ASCII characters. JSON composes: if the predicate
+# bytes between head and tail parse strictly as a JSON object on their own, the
+# whole payload is valid JSON meaning exactly head + that object + tail, so the
+# strict parser (and its per-object hook) runs on the predicate only. Anything
+# else, and any payload the checks below would refuse, takes the strict parser.
+_ASCII_TEXT = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"
+_COMPACT_HEAD = re.compile(rb'\{"_type":"(%s)","predicate":' % _ASCII_TEXT)
+_COMPACT_TAIL_MARK = b',"predicateType":"'
+_COMPACT_SUBJECT = rb'\{"digest":\{"sha256":"[0-9a-f]{64}"\},"name":"%s"\}' % _ASCII_TEXT
+_COMPACT_TAIL = re.compile(
+    rb',"predicateType":"(%s)","subject":\[(%s(?:,%s)*)\]\}' % (_ASCII_TEXT, _COMPACT_SUBJECT, _COMPACT_SUBJECT)
+)
+# Nesting bound for the fast path: the strict parser sees the predicate one level
+# deeper than the fast path does, so a predicate near the recursion limit is left
+# to it (brackets inside strings only make this more conservative).
+_COMPACT_MAX_BRACKETS = 32
 
 
 @dataclass(frozen=True)
@@ -46,12 +65,20 @@ class Subject:
 
 @dataclass(frozen=True)
 class Statement:
-    subjects: tuple[Subject, ...]
+    """A parsed statement; subject ``i`` is ``(subject_names[i], subject_digests[i])``."""
+
+    subject_names: tuple[str, ...]
+    subject_digests: tuple[bytes, ...]
     predicate_type: str
     predicate: Mapping[str, Any]
 
+    @cached_property
+    def subjects(self) -> tuple[Subject, ...]:
+        # Built on demand: a bulk envelope's 1,000 subjects are only needed as digests.
+        return tuple(map(Subject, self.subject_names, self.subject_digests))
+
     def digests(self) -> tuple[bytes, ...]:
-        return tuple(s.digest for s in self.subjects)
+        return self.subject_digests
 
 
 def build_statement(
@@ -97,6 +124,49 @@ def _parse_subject(raw: object, where: str) -> Subject:
 
 def parse_statement(payload: bytes, *, max_subjects: int = DEFAULT_MAX_SUBJECTS) -> Statement:
     """Parse a Statement v1 payload strictly; every failure names the field."""
+    if type(payload) is bytes:
+        compact = _parse_compact_statement(payload, max_subjects)
+        if compact is not None:
+            return compact
+    return parse_statement_strict(payload, max_subjects=max_subjects)
+
+
+def _parse_compact_statement(payload: bytes, max_subjects: int) -> Statement | None:
+    """The statement if ``payload`` is in compact form and valid, else None (never raises).
+
+    Accepts nothing ``parse_statement_strict`` refuses and gives an equal
+    Statement (property-tested); None leaves every verdict and message to it.
+    """
+    head = _COMPACT_HEAD.match(payload)
+    if head is None or head.group(1) != STATEMENT_TYPE_V1.encode():
+        return None
+    split = payload.rfind(_COMPACT_TAIL_MARK)
+    tail = _COMPACT_TAIL.fullmatch(payload, split) if split > head.end() else None
+    if tail is None:
+        return None
+    raw_predicate = payload[head.end() : split]
+    if raw_predicate.count(b"{") + raw_predicate.count(b"[") > _COMPACT_MAX_BRACKETS:
+        return None
+    try:
+        predicate = strict_json(raw_predicate, "statement")
+    except InvalidInput:
+        return None
+    predicate_type = tail.group(1).decode("ascii")
+    if type(predicate) is not dict or not predicate_type or len(predicate_type) > MAX_PREDICATE_TYPE:
+        return None
+    # Quote-free strings: splitting the subjects on '"' puts each digest and name at a fixed place.
+    tokens = tail.group(2).decode("ascii").split('"')
+    names, hexes = tuple(tokens[9::10]), tokens[5::10]
+    if len(names) > max_subjects or max(map(len, names)) > MAX_SUBJECT_NAME:
+        return None
+    digests = tuple(map(bytes.fromhex, hexes))
+    if len(set(digests)) != len(digests):
+        return None
+    return Statement(names, digests, predicate_type, predicate)
+
+
+def parse_statement_strict(payload: bytes, *, max_subjects: int = DEFAULT_MAX_SUBJECTS) -> Statement:
+    """``parse_statement`` by the general strict JSON parser only (any spelling)."""
     doc = strict_json(payload, "statement")
     if not isinstance(doc, dict):
         raise InvalidInput("statement", "must be a JSON object")
@@ -146,4 +216,9 @@ def parse_statement(payload: bytes, *, max_subjects: int = DEFAULT_MAX_SUBJECTS)
     predicate = doc.get("predicate")
     if not isinstance(predicate, dict):
         raise InvalidInput("statement.predicate", "must be a JSON object")
-    return Statement(subjects=tuple(subjects), predicate_type=predicate_type, predicate=predicate)
+    return Statement(
+        subject_names=tuple(s.name for s in subjects),
+        subject_digests=tuple(s.digest for s in subjects),
+        predicate_type=predicate_type,
+        predicate=predicate,
+    )
