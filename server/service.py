@@ -114,7 +114,7 @@ class ServiceLimits:
     stream_window: int = 2048
     # Batch trees kept for provenance paths, by (estimated) bytes of memory.
     batch_tree_cache_bytes: int = 256 << 20
-    # Status facts cached per stream (entries parsed once per stream).
+    # Logged attestations whose status-hint fields are kept parsed (shared by all calls).
     fact_cache: int = 4096
 
 
@@ -292,26 +292,6 @@ class _BatchTreeCache:
                     self._bytes -= dropped
         mine.set_result(tree)
         return tree
-
-
-class _FactCache:
-    """A small LRU of status facts by entry index, for one call or stream."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._facts: OrderedDict[int, AttestationFact] = OrderedDict()
-
-    def get(self, index: int) -> AttestationFact | None:
-        fact = self._facts.get(index)
-        if fact is not None:
-            self._facts.move_to_end(index)
-        return fact
-
-    def put(self, index: int, fact: AttestationFact) -> AttestationFact:
-        self._facts[index] = fact
-        while len(self._facts) > self._capacity:
-            self._facts.popitem(last=False)
-        return fact
 
 
 @dataclass(frozen=True)
@@ -729,7 +709,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._batch_trees.get(index, build)
 
     def _provenance(
-        self, digests: Iterable[bytes], size: int, sent: set[int], facts_seen: _FactCache
+        self, digests: Iterable[bytes], size: int, sent: set[int]
     ) -> tuple[list[pb.DigestProvenance], list[pb.ProvedEntry]]:
         records: list[pb.DigestProvenance] = []
         needed: dict[int, StoredEntry] = {}
@@ -770,12 +750,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             key = tuple(shape)
             hint = hint_of.get(key)
             if hint is None:
-                facts: list[AttestationFact] = []
-                for index, revoked in shape:
-                    fact = facts_seen.get(index)
-                    if fact is None:
-                        fact = facts_seen.put(index, self._fact(entries[index], False))
-                    facts.append(replace(fact, revoked=True) if revoked else fact)
+                facts = [self._fact(entries[index], revoked) for index, revoked in shape]
                 hint = hint_of[key] = str(derive_status(facts))
             record.status_hint = hint
             records.append(record)
@@ -841,7 +816,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             _digest(request.digest, "digest")
             cp = self._latest()
             consistency = self._consistency(request.trusted_size, cp.size)
-            records, proved = self._provenance([request.digest], cp.size, set(), _FactCache(1))
+            records, proved = self._provenance([request.digest], cp.size, set())
             response = pb.ProvenanceResponse(
                 checkpoint=_checkpoint_pb(cp), digests=records, entries=proved
             )
@@ -857,8 +832,6 @@ class LedgerService(pb_grpc.LedgerServicer):
         def handle(principal: Principal) -> Iterator[pb.ProvenanceResponse]:
             cp = self._latest()
             sent: set[int] = set()
-            # Many digests share one entry (a large statement): parse it once per stream.
-            facts_seen = _FactCache(self._limits.fact_cache)
             first = True
             for query in self._timed_requests(request_iterator, context):
                 self._still_wanted(context)
@@ -874,7 +847,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if consistency is not None:
                         response.consistency.CopyFrom(consistency)
                     first = False
-                records, proved = self._provenance(query.digests, cp.size, sent, facts_seen)
+                records, proved = self._provenance(query.digests, cp.size, sent)
                 response.digests.extend(records)
                 response.entries.extend(proved)
                 yield response
