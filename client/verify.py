@@ -9,7 +9,6 @@ exactly the same code as live answers.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from anchorlog.ledger.keys import (
     replay_registry,
     signing_key,
 )
-from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
@@ -210,10 +209,6 @@ def check_consistency(
 _MEMO_LEVELS_BELOW_ROOT = (12, 8)
 
 
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
 class InclusionMemo:
     """``verify_inclusion`` that shares work between paths of one tree.
 
@@ -274,7 +269,7 @@ class InclusionMemo:
                 p = proof[used]
                 if type(p) is not bytes or len(p) != 32:
                     check_proof_shape(proof, expected, what)
-                r = _node(p, r) if fn & 1 else _node(r, p)
+                r = node_hash(p, r) if fn & 1 else node_hash(r, p)
                 used += 1
             fn >>= 1
             sn >>= 1
