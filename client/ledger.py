@@ -788,18 +788,20 @@ class LedgerClient:
         if max_items_per_message < 1:
             raise ValueError("max_items_per_message must be at least 1")
         ready = _ReadyItems(items, capacity=2 * max_items_per_message)
-        sent: list[Submission] = []
-        # (first position, item count) of each message sent and not yet answered, in order.
-        spans: deque[tuple[int, int]] = deque()
+        # (first position, items) of each message sent and not yet answered, in order:
+        # only unanswered items are held, however long the stream.
+        spans: deque[tuple[int, list[Submission]]] = deque()
+        sent = 0
         finished: list[bool] = []  # see provenance_many
 
         def requests() -> Iterator[pb.SubmitRequest]:
+            nonlocal sent
             while chunk := ready.take(max_items_per_message, max_message_bytes):
                 # The first message carries the trusted size: results then bring their own
                 # consistency proofs, with no GetConsistencyProof round trip per checkpoint.
                 trusted_size = self._trusted_size() if not sent else 0
-                spans.append((len(sent), len(chunk)))
-                sent.extend(chunk)
+                spans.append((sent, chunk))
+                sent += len(chunk)
                 yield _submit_request(chunk, trusted_size)
             finished.append(True)
 
@@ -810,7 +812,8 @@ class LedgerClient:
                     raise VerificationError(
                         f"server answered a message that was never sent (item {answered} onwards)"
                     )
-                start, count = spans.popleft()
+                start, chunk = spans.popleft()
+                count = len(chunk)
                 positions = [r.position for r in response.results]
                 if positions != list(range(start, start + count)):
                     raise VerificationError(_misanswered(positions, start, count))
@@ -822,7 +825,7 @@ class LedgerClient:
                     ):
                         # Verified and trusted here, so the receipt's own _trust finds it equal.
                         self._advance(result.receipt.checkpoint.note, list(result.consistency.hashes))
-                    yield self._outcome(result, sent[result.position])
+                    yield self._outcome(result, chunk[result.position - start])
                 answered += count
         except grpc.RpcError as exc:
             raise rpc_error(exc) from None
@@ -831,13 +834,13 @@ class LedgerClient:
         ready.reraise()
         if not finished:
             raise VerificationError(
-                f"the server ended the submission stream after {len(sent)} item(s), before all "
+                f"the server ended the submission stream after {sent} item(s), before all "
                 "items were sent: the rest were never submitted"
             )
-        if answered != len(sent):
+        if answered != sent:
             raise VerificationError(
-                f"the server ended the submission stream without answering {len(sent) - answered} of "
-                f"{len(sent)} items (first unanswered: {answered}): those items have no receipt"
+                f"the server ended the submission stream without answering {sent - answered} of "
+                f"{sent} items (first unanswered: {answered}): those items have no receipt"
             )
 
     # ------------------------------------------------------------ admin
