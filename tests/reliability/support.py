@@ -130,7 +130,10 @@ def audit_database(db_path: Path, verifier: NoteVerifier) -> Audit:
         conn.execute("BEGIN")
         rows = conn.execute("SELECT idx, leaf_hash, data FROM entries ORDER BY idx").fetchall()
         node_rows = conn.execute("SELECT level, idx, hash FROM nodes").fetchall()
-        dedup = conn.execute("SELECT idx FROM dedup").fetchall()
+        # An entry's dedup key is in the dedup table or on one of its subject rows.
+        dedup = conn.execute(
+            "SELECT idx FROM dedup UNION ALL SELECT idx FROM subjects WHERE dedup IS NOT NULL"
+        ).fetchall()
         side_max = {
             table: conn.execute(f"SELECT max({col}) FROM {table}").fetchone()[0]
             for table, col in (("subjects", "idx"), ("batches", "idx"), ("revocations", "idx"),
@@ -152,7 +155,7 @@ def audit_database(db_path: Path, verifier: NoteVerifier) -> Audit:
         assert entry.previous_hash == previous, f"entry {index}: hash chain broken"
         previous = computed
         leaves.append(computed)
-    assert sorted(r[0] for r in dedup) == list(range(size)), "dedup rows do not match the entries 1:1"
+    assert sorted(r[0] for r in dedup) == list(range(size)), "dedup keys do not match the entries 1:1"
     for table, highest in side_max.items():
         assert highest is None or highest < size, f"{table} points past the log ({highest} >= {size})"
     assert checkpoints, "no checkpoint stored"
