@@ -145,9 +145,22 @@ def _rows_in(
 # statement that cuts the digests out of one blob inside SQLite: no Python
 # tuple, binding and GIL hand-off per row (about 3x faster for 100k rows).
 _SUBJECTS_IN_SQL = 16
-_INSERT_SUBJECT_BLOB = (
+_BLOB_ROWS = (
     "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2) "
-    "INSERT OR IGNORE INTO subjects(digest, idx) SELECT substr(?1, i * 32 + 1, 32), ?3 FROM n"
+    "INSERT OR IGNORE INTO {table}(digest, idx) SELECT substr(?1, i * 32 + 1, 32), ?3 FROM n"
+)
+_INSERT_SUBJECT_BLOB = _BLOB_ROWS.format(table="subjects")
+# Several bulk entries in one group: their rows are staged in a temporary table
+# (in memory, private to the writer connection, emptied in the same transaction)
+# and inserted in one pass in key order. Entry after entry, each would walk the
+# whole index again; sorted, inserting costs about 1.6x less at 180k rows.
+_CREATE_SUBJECT_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS subject_staging (digest BLOB NOT NULL, idx INTEGER NOT NULL)"
+)
+_STAGE_SUBJECT_BLOB = _BLOB_ROWS.format(table="temp.subject_staging")
+_INSERT_STAGED_SUBJECTS = (
+    "INSERT OR IGNORE INTO subjects(digest, idx) "
+    "SELECT digest, idx FROM temp.subject_staging ORDER BY digest, idx"
 )
 
 
@@ -370,6 +383,9 @@ class LogStore:
         # read again. The cache only grows as pages are used.
         self._writer.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
         self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        if not self.read_only:
+            self._writer.execute("PRAGMA temp_store=MEMORY")
+            self._writer.execute(_CREATE_SUBJECT_STAGING)
         self._migrate()
         try:
             self._size, self._frontier, self._last_hash = self._load_tree()
@@ -705,8 +721,14 @@ class LogStore:
         conn.executemany("INSERT INTO dedup(key, idx) VALUES (?, ?)", dedup_rows)
         subject_rows.sort()  # neighbouring keys: fewer B-tree pages touched per row
         conn.executemany("INSERT OR IGNORE INTO subjects(digest, idx, dedup) VALUES (?, ?, ?)", subject_rows)
-        for blob, index in subject_blobs:
+        if len(subject_blobs) == 1:
+            blob, index = subject_blobs[0]
             conn.execute(_INSERT_SUBJECT_BLOB, (blob, len(blob) // 32, index))
+        elif subject_blobs:
+            for blob, index in subject_blobs:
+                conn.execute(_STAGE_SUBJECT_BLOB, (blob, len(blob) // 32, index))
+            conn.execute(_INSERT_STAGED_SUBJECTS)
+            conn.execute("DELETE FROM temp.subject_staging")
         conn.executemany("INSERT INTO batches(idx, digests) VALUES (?, ?)", batch_rows)
         conn.executemany("INSERT INTO revocations(target, idx) VALUES (?, ?)", revocation_rows)
         conn.executemany("INSERT INTO key_events(idx) VALUES (?)", key_rows)
