@@ -383,6 +383,9 @@ class LogStore:
         # read again. The cache only grows as pages are used.
         self._writer.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
         self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        # A huge bulk transaction can grow the WAL past that; once it is reset,
+        # the file shrinks back instead of keeping its peak size on disk.
+        self._writer.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_PAGES * 4096}")
         if not self.read_only:
             self._writer.execute("PRAGMA temp_store=MEMORY")
             self._writer.execute(_CREATE_SUBJECT_STAGING)
