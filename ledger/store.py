@@ -145,6 +145,18 @@ def _rows_in(
 # statement that cuts the digests out of one blob inside SQLite: no Python
 # tuple, binding and GIL hand-off per row (about 3x faster for 100k rows).
 _SUBJECTS_IN_SQL = 16
+# An entry with fewer subjects keeps its dedup key on its smallest digest's row
+# while that digest has fewer than this many rows older than the entry (its
+# first rows); later entries keep it in the dedup table. A duplicate check then
+# reads at most this many rows of a digest, however popular the sample.
+_KEYED_SUBJECT_ROWS = 16
+# Digests per duplicate-check statement (one LIMITed SELECT each, UNION ALL;
+# SQLite allows 500 terms in one compound SELECT).
+_PROBE_CHUNK = 100
+_FIRST_SUBJECT_ROWS = (
+    "SELECT * FROM (SELECT digest, idx, dedup FROM subjects WHERE digest = ? "
+    f"ORDER BY idx LIMIT {_KEYED_SUBJECT_ROWS})"
+)
 _BLOB_ROWS = (
     "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2) "
     "INSERT OR IGNORE INTO {table}(digest, idx) SELECT substr(?1, i * 32 + 1, 32), ?3 FROM n"
@@ -158,6 +170,9 @@ _CREATE_SUBJECT_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS subject_staging (digest BLOB NOT NULL, idx INTEGER NOT NULL)"
 )
 _STAGE_SUBJECT_BLOB = _BLOB_ROWS.format(table="temp.subject_staging")
+# Staged rows are sorted into the index once this many are held (about 85 bytes
+# of memory each); an entry with at least this many is inserted directly.
+_STAGED_ROWS = 1 << 18
 _INSERT_STAGED_SUBJECTS = (
     "INSERT OR IGNORE INTO subjects(digest, idx) "
     "SELECT digest, idx FROM temp.subject_staging ORDER BY digest, idx"
@@ -378,6 +393,7 @@ class LogStore:
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect()
+        self._schema = 0  # set by _migrate: the file's schema version once open
         # Bulk appends insert ~10^5 random digests into the subjects index at
         # once; with SQLite's default 2 MB cache the touched pages spill and are
         # read again. The cache only grows as pages are used.
@@ -442,6 +458,7 @@ class LogStore:
         if self.read_only:
             if current < OLDEST_READABLE_SCHEMA:
                 raise StorageUnavailable(f"{self.path} is read-only and holds no anchorlog schema")
+            self._schema = current
             self._check_origin()
             return
         self._writer.executescript(_SCHEMA + _append_only_triggers())
@@ -455,16 +472,20 @@ class LogStore:
             # One transaction: a crash mid-way leaves the old version, intact.
             self._writer.execute("BEGIN IMMEDIATE")
             try:
-                subject_columns = {r[1] for r in self._writer.execute("PRAGMA table_info(subjects)")}
-                if "dedup" not in subject_columns:
-                    self._writer.execute("ALTER TABLE subjects ADD COLUMN dedup BLOB")
-                sqlite_utils.Database(self._writer)["schema_version"].insert(
-                    {"version": SCHEMA_VERSION, "applied_ms": int(time.time() * 1000)}
-                )
+                # Read again under the write lock: another process may have just upgraded it.
+                row = self._writer.execute("SELECT max(version) FROM schema_version").fetchone()
+                if (row[0] or 0) < SCHEMA_VERSION:
+                    subject_columns = {r[1] for r in self._writer.execute("PRAGMA table_info(subjects)")}
+                    if "dedup" not in subject_columns:
+                        self._writer.execute("ALTER TABLE subjects ADD COLUMN dedup BLOB")
+                    sqlite_utils.Database(self._writer)["schema_version"].insert(
+                        {"version": SCHEMA_VERSION, "applied_ms": int(time.time() * 1000)}
+                    )
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._rollback(self._writer)
                 raise
+        self._schema = SCHEMA_VERSION
         self._check_origin()
 
     def _check_origin(self) -> None:
@@ -666,7 +687,11 @@ class LogStore:
         revocation_rows: list[tuple[int, int]] = []
         key_rows: list[tuple[int]] = []
         dedup_rows: list[tuple[bytes, int]] = []
-        in_log = self._find_duplicates(conn, items)
+        in_log, rows_of = self._find_duplicates(conn, items)
+        # Rows the group's earlier new entries add to a digest: exact for
+        # entries with a few subjects; an entry inserted from a blob may name
+        # any digest, so it counts for all (over-counting is safe, see below).
+        blob_entries = 0
         for item in items:
             known = by_key.get(item.dedup_key) or in_log.get(item.dedup_key)
             if known is not None:
@@ -686,16 +711,23 @@ class LogStore:
             if len(item.subject_digests) >= _SUBJECTS_IN_SQL:
                 subject_blobs.append((_digest_blob(sorted(item.subject_digests)), index))
                 dedup_rows.append((item.dedup_key, index))
+                blob_entries += 1
             elif item.subject_digests:
-                # The key rides on the smallest digest's row (see the schema).
+                # The key rides on the smallest digest's row (see the schema),
+                # only among that digest's first rows, which the check reads.
                 first = min(item.subject_digests)
-                subject_rows.extend(
-                    (d, index, item.dedup_key if d == first else None)
-                    for d in dict.fromkeys(item.subject_digests)
-                )
+                key = item.dedup_key if rows_of[first] + blob_entries < _KEYED_SUBJECT_ROWS else None
+                if key is None:
+                    dedup_rows.append((item.dedup_key, index))
+                digests = dict.fromkeys(item.subject_digests)
+                subject_rows.extend((d, index, key if d == first else None) for d in digests)
+                for d in digests:
+                    if d in rows_of:
+                        rows_of[d] += 1
             else:
                 dedup_rows.append((item.dedup_key, index))
             if item.batch_digests:
+                blob_entries += 1
                 batch_rows.append((index, item.batch_digests))
                 # Sorted by the batch rule; SQLite cuts it, so its length must be exact.
                 subject_blobs.append((_digest_blob(item.batch_digests), index))
@@ -728,10 +760,19 @@ class LogStore:
             blob, index = subject_blobs[0]
             conn.execute(_INSERT_SUBJECT_BLOB, (blob, len(blob) // 32, index))
         elif subject_blobs:
+            staged = 0
             for blob, index in subject_blobs:
-                conn.execute(_STAGE_SUBJECT_BLOB, (blob, len(blob) // 32, index))
-            conn.execute(_INSERT_STAGED_SUBJECTS)
-            conn.execute("DELETE FROM temp.subject_staging")
+                count = len(blob) // 32
+                if count >= _STAGED_ROWS:  # sorted already; staging would only hold it in memory
+                    conn.execute(_INSERT_SUBJECT_BLOB, (blob, count, index))
+                    continue
+                conn.execute(_STAGE_SUBJECT_BLOB, (blob, count, index))
+                staged += count
+                if staged >= _STAGED_ROWS:
+                    self._flush_staged(conn)
+                    staged = 0
+            if staged:
+                self._flush_staged(conn)
         conn.executemany("INSERT INTO batches(idx, digests) VALUES (?, ?)", batch_rows)
         conn.executemany("INSERT INTO revocations(target, idx) VALUES (?, ?)", revocation_rows)
         conn.executemany("INSERT INTO key_events(idx) VALUES (?)", key_rows)
@@ -739,6 +780,11 @@ class LogStore:
         checkpoint = self._sign_and_store(conn, new_size, grown.root, sign)
         state = (new_size, grown.frontier, previous, checkpoint, grown.new_nodes)
         return AppendResult(tuple(out), tuple(duplicate), checkpoint), state
+
+    @staticmethod
+    def _flush_staged(conn: sqlite3.Connection) -> None:
+        conn.execute(_INSERT_STAGED_SUBJECTS)
+        conn.execute("DELETE FROM temp.subject_staging")
 
     def _sign_and_store(
         self, conn: sqlite3.Connection, size: int, root: bytes, sign: CheckpointSigner
@@ -751,13 +797,16 @@ class LogStore:
         """Sign the empty tree's checkpoint on a fresh log; else return the latest."""
         return self.append([], now_ms=0, sign=sign).checkpoint
 
-    @staticmethod
-    def _find_duplicates(conn: sqlite3.Connection, items: Sequence[PendingEntry]) -> dict[bytes, StoredEntry]:
-        """Entries already in the log with the dedup key of any of ``items``.
+    def _find_duplicates(
+        self, conn: sqlite3.Connection, items: Sequence[PendingEntry]
+    ) -> tuple[dict[bytes, StoredEntry], dict[bytes, int]]:
+        """Entries already in the log with the dedup key of any of ``items``, and
+        how many of its first rows (up to _KEYED_SUBJECT_ROWS) each item's
+        smallest digest has.
 
         Keys live in the dedup table, or (schema 2, entries with a few
-        subjects) on the subjects row of the entry's smallest digest, which is
-        the row page the append writes next. One query per chunk, not per key.
+        subjects) on one of the first rows of the entry's smallest digest: the
+        page the append writes next. One statement per chunk, not per key.
         """
         found = {
             key: StoredEntry(idx, data, lh)
@@ -768,24 +817,22 @@ class LogStore:
                 [item.dedup_key for item in items],
             )
         }
-        # Items may share their smallest digest: digests and keys are kept apart.
-        keyed = [
-            item for item in items
-            if 0 < len(item.subject_digests) < _SUBJECTS_IN_SQL and item.dedup_key not in found
-        ]
+        keyed = [item for item in items if 0 < len(item.subject_digests) < _SUBJECTS_IN_SQL]
+        rows_of = dict.fromkeys((min(item.subject_digests) for item in keyed), 0)
+        if self._schema < 2:  # a read-only version-1 file: no keys on subject rows
+            return found, rows_of
+        # Items may share their smallest digest: a row whose key is some item's
+        # key is that item's duplicate, whichever digest it was read for.
         wanted = {item.dedup_key for item in keyed}
-        # Rows are filtered by digest in SQL, by key here: a row whose key is
-        # some item's key is that item's duplicate whatever its digest. Entry
-        # bytes are read for those only (a popular sample has many rows).
-        matches = {
-            key: idx
-            for key, idx in _rows_in(
-                conn,
-                "SELECT dedup, idx FROM subjects WHERE digest IN ({marks}) AND dedup IS NOT NULL",
-                list(dict.fromkeys(min(item.subject_digests) for item in keyed)),
-            )
-            if key in wanted
-        }
+        matches: dict[bytes, int] = {}
+        digests = list(rows_of)
+        for start in range(0, len(digests), _PROBE_CHUNK):
+            chunk = digests[start : start + _PROBE_CHUNK]
+            sql = " UNION ALL ".join([_FIRST_SUBJECT_ROWS] * len(chunk))
+            for digest, idx, key in conn.execute(sql, chunk):
+                rows_of[digest] += 1
+                if key in wanted:
+                    matches[key] = idx
         if matches:
             by_index = {
                 idx: StoredEntry(idx, data, lh)
@@ -795,7 +842,7 @@ class LogStore:
                 )
             }
             found.update((key, by_index[idx]) for key, idx in matches.items())
-        return found
+        return found, rows_of
 
     # ------------------------------------------------------------ reads
 
