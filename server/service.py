@@ -8,6 +8,7 @@ hand validated entries to the sequencer.
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
 import queue
@@ -23,6 +24,7 @@ from typing import TypeVar
 import grpc
 from anchorlog.ledger.batch import BatchTree, parse_batch_digests
 from anchorlog.ledger.dsse import (
+    _COMPACT_ENVELOPE,
     PAYLOAD_TYPE_INTOTO,
     Envelope,
     b64decode_either,
@@ -41,7 +43,7 @@ from anchorlog.ledger.keys import (
     open_key_event,
 )
 from anchorlog.ledger.note import NoteSigner
-from anchorlog.ledger.predicates import Claim, ProvenancePredicate
+from anchorlog.ledger.predicates import Claim, ProvenancePredicate, parse_time
 from anchorlog.ledger.statement import parse_statement
 from anchorlog.ledger.status import AttestationFact, derive_status
 from anchorlog.ledger.store import (
@@ -323,8 +325,8 @@ class _HintSources:
         if known is not None:
             return known
         entry = decode_entry(stored.data)
-        predicate, hinted = _hint_fields(entry.envelope)
-        source = _HintSource(entry.submitter, predicate.claim, predicate.performed_at, frozenset(hinted))
+        claim, performed_at, hinted = _hint_fields(entry.envelope)
+        source = _HintSource(entry.submitter, claim, performed_at, frozenset(hinted))
         with self._lock:
             if len(self._sources) >= self._capacity:
                 self._sources.clear()
@@ -1124,22 +1126,31 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._guard("WhoAmI", context, handle)
 
 
-def _hint_fields(envelope_bytes: bytes) -> tuple[ProvenancePredicate, set[str]]:
-    """The predicate and signature keyids of a logged attestation, for the status hint.
+def _hint_fields(envelope_bytes: bytes) -> tuple[Claim, datetime, set[str]]:
+    """The claim, time and signature keyids of a logged attestation, for the status hint.
 
-    Logged envelopes passed the strict parse (no duplicate keys, valid base64)
-    before they were appended, so the plain C JSON parser reads them the same,
-    in half the time. Anything unexpected goes through the strict parse.
+    Logged envelopes passed the strict parse and the full predicate validation
+    before they were appended, so the plain C JSON parser reads them the same
+    and the hint needs only the fields it uses, not the whole predicate check
+    again (a third of a per-sample lookup's server time). Anything unexpected
+    goes through the strict parse.
     """
     try:
-        doc = json.loads(envelope_bytes)
-        statement = json.loads(b64decode_either(doc["payload"], "envelope.payload"))
-        predicate = ProvenancePredicate.parse(statement["predicate"])
-        return predicate, {s.get("keyid", "") for s in doc["signatures"]}
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidInput):
+        compact = _COMPACT_ENVELOPE.fullmatch(envelope_bytes)
+        if compact is not None:  # one signature; the regex took the payload in the base64 alphabet
+            payload_b64, _, keyid, _ = compact.groups()
+            payload, hinted = binascii.a2b_base64(payload_b64, strict_mode=True), {keyid.decode("ascii")}
+        else:
+            doc = json.loads(envelope_bytes)
+            payload = b64decode_either(doc["payload"], "envelope.payload")
+            hinted = {s.get("keyid", "") for s in doc["signatures"]}
+        predicate = json.loads(payload)["predicate"]
+        return Claim(predicate["claim"]), parse_time(predicate["performedAt"], "predicate.performedAt"), hinted
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, InvalidInput):
         envelope = Envelope.parse(envelope_bytes)
         statement_parsed = parse_statement(envelope.payload, max_subjects=1 << 30)
-        return ProvenancePredicate.parse(statement_parsed.predicate), {s.keyid for s in envelope.signatures}
+        parsed = ProvenancePredicate.parse(statement_parsed.predicate)
+        return parsed.claim, parsed.performed_at, {s.keyid for s in envelope.signatures}
 
 
 def _token_selector(request: pb.RevokeTokenRequest) -> TokenSelector:
