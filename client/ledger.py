@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,7 @@ from anchorlog.client.verify import (
     InclusionMemo,
     InclusionProofError,
     KeyStateMemo,
+    OpenedAttestation,
     SampleProvenance,
     VerifiedAttestation,
     VerifiedCheckpoint,
@@ -49,6 +52,9 @@ from anchorlog.client.verify import (
     check_consistency,
     check_entry,
     check_provenance,
+    finish_attestation,
+    open_attestation_entry,
+    signer_of,
 )
 from anchorlog.ledger.batch import BatchPath
 from anchorlog.ledger.dsse import Envelope, ed25519_key_id
@@ -59,11 +65,12 @@ from anchorlog.ledger.errors import (
     LedgerError,
     VerificationError,
 )
-from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, open_key_event
+from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, VendorKey, open_key_event
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -81,6 +88,11 @@ STREAM_MESSAGE_BYTES = 4 << 20
 KEY_EVENT_MEMO = 4096
 # Attestation entries verified by earlier single lookups, kept for later ones.
 ATTESTATION_MEMO = 1024
+# A streamed answer naming at least this many new attestations has their signatures
+# checked by VERIFIER_THREADS threads besides the caller's, SIGNATURE_SLICE at a time.
+PARALLEL_SIGNATURES = 16
+VERIFIER_THREADS = max(1, (os.cpu_count() or 2) - 1)
+SIGNATURE_SLICE = 8
 
 
 def token_id_of(token: str) -> str:
@@ -342,6 +354,10 @@ class LedgerClient:
         self._unsaved: VerifiedCheckpoint | None = None
         self._saved_at = time.monotonic()
         self._principal: str | None = None
+        # Threads that check signatures alongside the caller's (see _signers); made on first use.
+        self._verifiers: ThreadPoolExecutor | None = None
+        # Vendor public keys loaded for OpenSSL, by their bytes.
+        self._loaded_keys: dict[bytes, Ed25519PublicKey] = {}
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -360,6 +376,8 @@ class LedgerClient:
             self.save_state()
         finally:
             self._channel.close()
+            if self._verifiers is not None:
+                self._verifiers.shutdown()
 
     def __enter__(self) -> Self:
         return self
@@ -525,7 +543,7 @@ class LedgerClient:
                 known_attestation = self._attested.get((entry.index, entry.leaf_hash))
                 if known_attestation is not None and known_attestation[0] is ctx.registry:
                     ctx.attestations[entry.index] = known_attestation[1]
-        results = []
+        claims = []
         for record in response.digests:
             hits = []
             for hit in record.hits:
@@ -544,12 +562,15 @@ class LedgerClient:
             )
             if ctx.keep_claims:
                 ctx.claims[claim.digest] = claim
-            results.append(
-                check_provenance(
-                    claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths,
-                    ctx.statuses,
-                )
+            claims.append(claim)
+        self._verify_attestations(claims, ctx)
+        results = [
+            check_provenance(
+                claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths, ctx.statuses,
+                self._loaded_keys,
             )
+            for claim in claims
+        ]
         registry = ctx.registry
         if ctx.remember and registry is not None:
             for index, attestation in ctx.attestations.items():
@@ -557,6 +578,67 @@ class LedgerClient:
                     self._attested.clear()
                 self._attested[(index, attestation.entry.leaf_hash)] = (registry, attestation)
         return results
+
+    def _verify_attestations(self, claims: Sequence[DigestClaim], ctx: _StreamContext) -> None:
+        """Check the signatures of the attestations ``claims`` name for the first time,
+        on this thread and the verifier threads together, into ``ctx.attestations``.
+
+        Only an accelerator: an attestation that fails any check is left out, and
+        ``check_provenance`` then checks it again, in order, and raises.
+        """
+        registry = ctx.registry
+        assert registry is not None
+        pending: dict[int, VerifiedEntry] = {}
+        for claim in claims:
+            for index, _ in claim.hits:
+                if index not in ctx.attestations and index not in pending:
+                    entry = ctx.entries.get(index)
+                    if entry is not None and entry.entry.kind is EntryKind.ATTESTATION:
+                        pending[index] = entry
+        if len(pending) < PARALLEL_SIGNATURES:
+            return  # a few: check_provenance checks them one by one
+        opened: list[OpenedAttestation] = []
+        for entry in pending.values():
+            try:
+                opened.append(open_attestation_entry(entry, registry, self._loaded_keys))
+            except (VerificationError, InvalidInput):
+                continue
+        signers = self._signers(opened)
+        for one, key in zip(opened, signers, strict=True):
+            if key is None:
+                continue
+            try:
+                ctx.attestations[one.entry.index] = finish_attestation(one, key)
+            except VerificationError:
+                continue
+
+    def _signers(self, opened: Sequence[OpenedAttestation]) -> list[VendorKey | None]:
+        """``signer_of`` each, shared by this thread and the verifier threads.
+
+        Each thread takes the next slice when it finishes one; Ed25519 checks run
+        without the GIL, so they run in parallel. This thread works too rather
+        than wait: a thread holding the GIL in Python code would keep the others
+        from starting their next check for a whole switch interval.
+        """
+        found: list[VendorKey | None] = [None] * len(opened)
+        slices = deque(range(0, len(opened), SIGNATURE_SLICE))
+
+        def work() -> None:
+            while True:
+                try:
+                    start = slices.popleft()
+                except IndexError:
+                    return
+                for i in range(start, min(start + SIGNATURE_SLICE, len(opened))):
+                    found[i] = signer_of(opened[i])
+
+        if self._verifiers is None:
+            self._verifiers = ThreadPoolExecutor(VERIFIER_THREADS, thread_name_prefix="anchorlog-verify")
+        helpers = [self._verifiers.submit(work) for _ in range(VERIFIER_THREADS)]
+        work()
+        for helper in helpers:
+            helper.result()
+        return found
 
     def provenance(self, digest: bytes) -> SampleProvenance:
         """Verified provenance of one sample digest (32 raw bytes)."""

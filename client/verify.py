@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
-from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, verify_envelope
 from anchorlog.ledger.entry import EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import InconsistentLogError, InvalidInput, VerificationError
 from anchorlog.ledger.keys import (
@@ -24,6 +24,7 @@ from anchorlog.ledger.keys import (
     integrated_at,
     replay_registry,
     signing_key,
+    valid_signing_keys,
 )
 from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
@@ -37,6 +38,7 @@ from anchorlog.ledger.predicates import (
 )
 from anchorlog.ledger.statement import Statement, parse_statement
 from anchorlog.ledger.status import AttestationFact, Status, derive_status
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "BatchPathError",
@@ -378,7 +380,44 @@ def _open_envelope(entry: VerifiedEntry) -> tuple[Envelope, Statement]:
         raise MalformedEntryError(f"entry {entry.index}: invalid envelope: {exc}") from exc
 
 
-def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> VerifiedAttestation:
+@dataclass(frozen=True)
+class OpenedAttestation:
+    """An attestation entry parsed for verification; its signature is not checked yet.
+
+    ``verifiers`` are the keys the signature may verify with (the vendor's keys
+    valid at the entry, in :func:`~anchorlog.ledger.keys.signing_key`'s order),
+    each with its loaded public key, so that :func:`signer_of` only runs the
+    Ed25519 checks (which release the GIL: other threads can run them).
+    """
+
+    entry: VerifiedEntry
+    envelope: Envelope
+    statement: Statement
+    message: bytes
+    verifiers: tuple[tuple[VendorKey, Ed25519PublicKey | None], ...]
+
+
+def _loaded(key: VendorKey, loaded: dict[bytes, Ed25519PublicKey] | None) -> Ed25519PublicKey | None:
+    """The key loaded for OpenSSL (None if its bytes are not a key: ``signer_of`` then
+    refuses it when it gets to it, as ``verify_envelope`` would)."""
+    known = loaded.get(key.public_key) if loaded is not None else None
+    if known is None:
+        try:
+            known = Ed25519PublicKey.from_public_bytes(key.public_key)
+        except ValueError:
+            return None
+        if loaded is not None:
+            loaded[key.public_key] = known
+    return known
+
+
+def open_attestation_entry(
+    entry: VerifiedEntry, registry: KeyRegistry, loaded: dict[bytes, Ed25519PublicKey] | None = None
+) -> OpenedAttestation:
+    """Everything :func:`check_attestation_entry` checks before the signature.
+
+    ``loaded`` remembers public keys already loaded (by their bytes).
+    """
     if entry.entry.kind is not EntryKind.ATTESTATION:
         raise VerificationError(f"entry {entry.index} is not an attestation")
     envelope, statement = _open_envelope(entry)
@@ -387,19 +426,50 @@ def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> Veri
             f"entry {entry.index}: attestation has predicate type "
             f"{statement.predicate_type[:120]!r}, expected {PROVENANCE_V1}"
         )
-    key = _signing_key(envelope, entry, registry)
+    keys = valid_signing_keys(envelope, entry.index, entry.entry, registry)
+    return OpenedAttestation(
+        entry, envelope, statement, envelope.pae(), tuple((k, _loaded(k, loaded)) for k in keys)
+    )
+
+
+def signer_of(opened: OpenedAttestation) -> VendorKey | None:
+    """The first of ``opened.verifiers`` whose key verifies the envelope, or None."""
+    for key, public in opened.verifiers:
+        try:
+            verify_envelope(opened.envelope, public or key.public_key, message=opened.message)
+        except VerificationError:
+            continue
+        return key
+    return None
+
+
+def finish_attestation(opened: OpenedAttestation, key: VendorKey | None) -> VerifiedAttestation:
+    """The verified attestation, given ``signer_of(opened)``."""
+    entry = opened.entry
+    if key is None:
+        raise SignatureError(
+            f"entry {entry.index}: envelope is not signed by any key of vendor "
+            f"{entry.entry.submitter!r} valid at that entry"
+        )
     try:
-        predicate = ProvenancePredicate.parse(statement.predicate)
+        predicate = ProvenancePredicate.parse(opened.statement.predicate)
     except InvalidInput as exc:
         raise MalformedEntryError(f"entry {entry.index}: invalid predicate: {exc}") from exc
     return VerifiedAttestation(
         entry=entry,
         vendor_id=entry.entry.submitter,
         key_id=key.key_id,
-        statement=statement,
+        statement=opened.statement,
         predicate=predicate,
         key_compromised=key.compromised,
     )
+
+
+def check_attestation_entry(
+    entry: VerifiedEntry, registry: KeyRegistry, loaded: dict[bytes, Ed25519PublicKey] | None = None
+) -> VerifiedAttestation:
+    opened = open_attestation_entry(entry, registry, loaded)
+    return finish_attestation(opened, signer_of(opened))
 
 
 def check_revocation_entry(
@@ -515,6 +585,7 @@ def check_provenance(
     verified: dict[int, VerifiedAttestation] | None = None,
     memo: InclusionMemo | None = None,
     statuses: dict[tuple[tuple[int, bool], ...], Status] | None = None,
+    loaded: dict[bytes, Ed25519PublicKey] | None = None,
 ) -> SampleProvenance:
     """Verify one digest's answer against already-verified entries and key state.
 
@@ -522,7 +593,8 @@ def check_provenance(
     ``registry`` (one batch envelope covers many samples: verify its signature once);
     ``memo`` shares the work of batch paths within one batch; ``statuses`` (only
     used with ``verified``, and emptied with it) remembers the status derived
-    from each combination of those attestations and their revocation.
+    from each combination of those attestations and their revocation; ``loaded``
+    keeps public keys loaded for signature checks.
     """
     attestations = []
     for index, path in claim.hits:
@@ -531,7 +603,7 @@ def check_provenance(
             raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
         attestation = verified.get(index) if verified is not None else None
         if attestation is None:
-            attestation = check_attestation_entry(entry, registry)
+            attestation = check_attestation_entry(entry, registry, loaded)
             if verified is not None:
                 verified[index] = attestation
         check_names_digest(attestation, claim.digest, path, memo)
