@@ -44,6 +44,7 @@ from anchorlog.client.verify import (
     InclusionProofError,
     KeyStateMemo,
     OpenedAttestation,
+    PredicateMemo,
     SampleProvenance,
     VerifiedAttestation,
     VerifiedCheckpoint,
@@ -358,6 +359,7 @@ class LedgerClient:
         self._verifiers: ThreadPoolExecutor | None = None
         # Vendor public keys loaded for OpenSSL, by their bytes.
         self._loaded_keys: dict[bytes, Ed25519PublicKey] = {}
+        self._predicates = PredicateMemo()
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -531,7 +533,8 @@ class LedgerClient:
                         self._key_event_entries.clear()
                     self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
-            ctx.proofs[entry.index] = (entry.data, hashes)
+            if ctx.keep_claims:  # a bundle carries the proofs
+                ctx.proofs[entry.index] = (entry.data, hashes)
             received.append(entry)
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
@@ -598,9 +601,10 @@ class LedgerClient:
         if len(pending) < PARALLEL_SIGNATURES:
             return  # a few: check_provenance checks them one by one
         opened: list[OpenedAttestation] = []
+        ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] = {}  # for this registry
         for entry in pending.values():
             try:
-                opened.append(open_attestation_entry(entry, registry, self._loaded_keys))
+                opened.append(open_attestation_entry(entry, registry, self._loaded_keys, ordered))
             except (VerificationError, InvalidInput):
                 continue
         signers = self._signers(opened)
@@ -608,7 +612,7 @@ class LedgerClient:
             if key is None:
                 continue
             try:
-                ctx.attestations[one.entry.index] = finish_attestation(one, key)
+                ctx.attestations[one.entry.index] = finish_attestation(one, key, self._predicates)
             except VerificationError:
                 continue
 

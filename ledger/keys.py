@@ -344,13 +344,26 @@ def signing_key(
 
 
 def valid_signing_keys(
-    envelope: Envelope, index: int, entry: LogEntry, registry: KeyRegistry
+    envelope: Envelope,
+    index: int,
+    entry: LogEntry,
+    registry: KeyRegistry,
+    ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] | None = None,
 ) -> list[VendorKey]:
     """The keys :func:`signing_key` tries, in its order: the submitting vendor's keys
-    valid at ``index``, those the DSSE keyid hints name first."""
+    valid at ``index``, those the DSSE keyid hints name first.
+
+    ``ordered`` remembers the registry's candidates per vendor and hints; only for
+    one registry that is no longer changed (a replayed one).
+    """
     at = integrated_at(entry)
-    hints = [s.keyid for s in envelope.signatures if s.keyid]
-    return [key for key in registry.candidate_keys(entry.submitter, hints) if key.valid_for(index, at)]
+    hints = tuple(s.keyid for s in envelope.signatures if s.keyid)
+    candidates = ordered.get((entry.submitter, hints)) if ordered is not None else None
+    if candidates is None:
+        candidates = registry.candidate_keys(entry.submitter, hints)
+        if ordered is not None:
+            ordered[(entry.submitter, hints)] = candidates
+    return [key for key in candidates if key.valid_for(index, at)]
 
 
 def key_event_envelope(event: KeyEvent, sign_pae: Callable[[bytes], bytes], keyid: str) -> bytes:
