@@ -1,4 +1,5 @@
-"""Streamed lookups check signatures on several threads: the verdicts stay those of one thread.
+"""Streamed lookups: signatures checked on several threads (the verdicts stay those of one
+thread) and smaller first messages (the answers keep the input order).
 
 Real server subprocess, real client. Envelopes the service would refuse are
 written into the database behind its back (as an operator holding the log key
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 from anchorlog.client import ledger as client_ledger
@@ -81,3 +83,28 @@ def test_threaded_check_gives_the_same_results_as_single_lookups(own_world: Worl
         assert [(x.entry.index, x.key_id, x.predicate) for x in a.attestations] == [
             (x.entry.index, x.key_id, x.predicate) for x in b.attestations
         ]
+
+
+def test_first_stream_messages_are_smaller_and_answers_keep_the_input_order(own_world: World) -> None:
+    world = own_world
+    attested = [hash_text(f"ramp {i}") for i in range(30)]
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert vendor.submit([attest_samples(world.key, attested, VALIDATED)])[0].ok
+    asked = [*attested, *(hash_text(f"never attested {i}") for i in range(7))]
+    with world.client(world.reader_token, "reader") as reader:
+        sizes: list[int] = []
+        real = reader._stub.StreamProvenance
+
+        def counted(requests: Any, **kwargs: Any) -> Any:
+            def seen() -> Any:
+                for query in requests:
+                    sizes.append(len(query.digests))
+                    yield query
+
+            return real(seen(), **kwargs)
+
+        reader._stub.StreamProvenance = counted
+        results = list(reader.provenance_many(asked, chunk=8))
+    assert sizes == [1, 2, 4, 8, 8, 8, 6]
+    assert [r.digest for r in results] == asked
+    assert [r.status for r in results] == [Status.HUMAN_VALIDATED] * 30 + [Status.UNKNOWN] * 7
