@@ -357,6 +357,7 @@ class LedgerClient:
         self._principal: str | None = None
         # Threads that check signatures alongside the caller's (see _signers); made on first use.
         self._verifiers: ThreadPoolExecutor | None = None
+        self._verifiers_made = threading.Lock()
         # Vendor public keys loaded for OpenSSL, by their bytes.
         self._loaded_keys: dict[bytes, Ed25519PublicKey] = {}
         self._predicates = PredicateMemo()
@@ -634,11 +635,16 @@ class LedgerClient:
                 except IndexError:
                     return
                 for i in range(start, min(start + SIGNATURE_SLICE, len(opened))):
-                    found[i] = signer_of(opened[i])
+                    try:
+                        found[i] = signer_of(opened[i])
+                    except InvalidInput:  # a registered key that does not load: refused in order later
+                        found[i] = None
 
-        if self._verifiers is None:
-            self._verifiers = ThreadPoolExecutor(VERIFIER_THREADS, thread_name_prefix="anchorlog-verify")
-        helpers = [self._verifiers.submit(work) for _ in range(VERIFIER_THREADS)]
+        with self._verifiers_made:
+            if self._verifiers is None:
+                self._verifiers = ThreadPoolExecutor(VERIFIER_THREADS, thread_name_prefix="anchorlog-verify")
+            verifiers = self._verifiers
+        helpers = [verifiers.submit(work) for _ in range(VERIFIER_THREADS)]
         work()
         for helper in helpers:
             helper.result()
