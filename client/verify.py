@@ -12,10 +12,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
-from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, Envelope, verify_envelope
 from anchorlog.ledger.entry import EntryKind, LogEntry, decode_entry
 from anchorlog.ledger.errors import InconsistentLogError, InvalidInput, VerificationError
 from anchorlog.ledger.keys import (
@@ -24,6 +25,7 @@ from anchorlog.ledger.keys import (
     integrated_at,
     replay_registry,
     signing_key,
+    valid_signing_keys,
 )
 from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
@@ -37,6 +39,7 @@ from anchorlog.ledger.predicates import (
 )
 from anchorlog.ledger.statement import Statement, parse_statement
 from anchorlog.ledger.status import AttestationFact, Status, derive_status
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "BatchPathError",
@@ -209,6 +212,10 @@ def check_consistency(
 _MEMO_LEVELS_BELOW_ROOT = (12, 8)
 
 
+def _what(index: int, size: int) -> str:
+    return f"inclusion proof for leaf {index} in a tree of size {size}"
+
+
 class InclusionMemo:
     """``verify_inclusion`` that shares work between paths of one tree.
 
@@ -223,7 +230,10 @@ class InclusionMemo:
     """
 
     def __init__(self, trees: int = 8) -> None:
-        self._trees: dict[tuple[int, bytes], dict[int, tuple[bytes, tuple[bytes, ...]]]] = {}
+        # (size, root) -> (the levels where nodes are remembered, the nodes by index << 6 | level)
+        self._trees: dict[
+            tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, tuple[bytes, ...]]]]
+        ] = {}
         self._max_trees = trees
 
     def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
@@ -235,18 +245,18 @@ class InclusionMemo:
         ):
             verify_inclusion(leaf, index, size, proof, root)
             return
-        what = f"inclusion proof for leaf {index} in a tree of size {size}"
         expected = inclusion_proof_length(index, size)
         if len(proof) != expected:
-            check_proof_shape(proof, expected, what)  # raises, saying what is wrong
-        depth = (size - 1).bit_length()
-        cuts = {depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0}
+            check_proof_shape(proof, expected, _what(index, size))  # raises, saying what is wrong
         key = (size, root)
-        nodes = self._trees.get(key)
-        if nodes is None:
+        tree = self._trees.get(key)
+        if tree is None:
             if len(self._trees) >= self._max_trees:
                 self._trees.pop(next(iter(self._trees)), None)
-            nodes = self._trees[key] = {}
+            depth = (size - 1).bit_length()
+            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
+            tree = self._trees[key] = (cuts, {})
+        cuts, nodes = tree
         # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
         # a level has no sibling and is carried up unchanged. Only hashed elements
         # need their shape checked; the rest are compared with verified hashes.
@@ -260,7 +270,7 @@ class InclusionMemo:
                 if known is not None:
                     if known[0] != r or known[1] != rest:
                         raise VerificationError(
-                            f"{what} does not lead to the signed root (at level {level} its node "
+                            f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
                             "or the rest of its path differs from the proved ones)"
                         )
                     break
@@ -268,7 +278,7 @@ class InclusionMemo:
             if fn & 1 or fn < sn:
                 p = proof[used]
                 if type(p) is not bytes or len(p) != 32:
-                    check_proof_shape(proof, expected, what)
+                    check_proof_shape(proof, expected, _what(index, size))
                 r = node_hash(p, r) if fn & 1 else node_hash(r, p)
                 used += 1
             fn >>= 1
@@ -378,7 +388,48 @@ def _open_envelope(entry: VerifiedEntry) -> tuple[Envelope, Statement]:
         raise MalformedEntryError(f"entry {entry.index}: invalid envelope: {exc}") from exc
 
 
-def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> VerifiedAttestation:
+@dataclass(frozen=True)
+class OpenedAttestation:
+    """An attestation entry parsed for verification; its signature is not checked yet.
+
+    ``verifiers`` are the keys the signature may verify with (the vendor's keys
+    valid at the entry, in :func:`~anchorlog.ledger.keys.signing_key`'s order),
+    each with its loaded public key, so that :func:`signer_of` only runs the
+    Ed25519 checks (which release the GIL: other threads can run them).
+    """
+
+    entry: VerifiedEntry
+    envelope: Envelope
+    statement: Statement
+    message: bytes
+    verifiers: tuple[tuple[VendorKey, Ed25519PublicKey | None], ...]
+
+
+def _loaded(key: VendorKey, loaded: dict[bytes, Ed25519PublicKey] | None) -> Ed25519PublicKey | None:
+    """The key loaded for OpenSSL (None if its bytes are not a key: ``signer_of`` then
+    refuses it when it gets to it, as ``verify_envelope`` would)."""
+    known = loaded.get(key.public_key) if loaded is not None else None
+    if known is None:
+        try:
+            known = Ed25519PublicKey.from_public_bytes(key.public_key)
+        except ValueError:
+            return None
+        if loaded is not None:
+            loaded[key.public_key] = known
+    return known
+
+
+def open_attestation_entry(
+    entry: VerifiedEntry,
+    registry: KeyRegistry,
+    loaded: dict[bytes, Ed25519PublicKey] | None = None,
+    ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] | None = None,
+) -> OpenedAttestation:
+    """Everything :func:`check_attestation_entry` checks before the signature.
+
+    ``loaded`` remembers public keys already loaded (by their bytes), ``ordered``
+    the candidate keys per vendor and hints (for this ``registry`` only).
+    """
     if entry.entry.kind is not EntryKind.ATTESTATION:
         raise VerificationError(f"entry {entry.index} is not an attestation")
     envelope, statement = _open_envelope(entry)
@@ -387,19 +438,80 @@ def check_attestation_entry(entry: VerifiedEntry, registry: KeyRegistry) -> Veri
             f"entry {entry.index}: attestation has predicate type "
             f"{statement.predicate_type[:120]!r}, expected {PROVENANCE_V1}"
         )
-    key = _signing_key(envelope, entry, registry)
+    keys = valid_signing_keys(envelope, entry.index, entry.entry, registry, ordered)
+    return OpenedAttestation(
+        entry, envelope, statement, envelope.pae(), tuple((k, _loaded(k, loaded)) for k in keys)
+    )
+
+
+def signer_of(opened: OpenedAttestation) -> VendorKey | None:
+    """The first of ``opened.verifiers`` whose key verifies the envelope, or None."""
+    for key, public in opened.verifiers:
+        try:
+            verify_envelope(opened.envelope, public or key.public_key, message=opened.message)
+        except VerificationError:
+            continue
+        return key
+    return None
+
+
+class PredicateMemo:
+    """``ProvenancePredicate.parse`` that remembers predicates whose values are all strings.
+
+    Per-sample attestations of one vendor often carry the same predicate (claim,
+    rule, reviewer, method, time). Parsing is a pure function of the JSON value,
+    and two JSON objects of strings with equal items are the same value (a string
+    equals nothing but the same string), so such a predicate is checked once.
+    Anything else is parsed every time; a refused one is never remembered. Bounded.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._parsed: dict[tuple[tuple[str, str], ...], ProvenancePredicate] = {}
+
+    def parse(self, doc: Any) -> ProvenancePredicate:
+        if type(doc) is not dict or not all(type(v) is str for v in doc.values()):
+            return ProvenancePredicate.parse(doc)
+        key = tuple(doc.items())
+        known = self._parsed.get(key)
+        if known is None:
+            known = ProvenancePredicate.parse(doc)
+            if len(self._parsed) >= self._capacity:
+                self._parsed.clear()
+            self._parsed[key] = known
+        return known
+
+
+def finish_attestation(
+    opened: OpenedAttestation, key: VendorKey | None, predicates: PredicateMemo | None = None
+) -> VerifiedAttestation:
+    """The verified attestation, given ``signer_of(opened)``."""
+    entry = opened.entry
+    if key is None:
+        raise SignatureError(
+            f"entry {entry.index}: envelope is not signed by any key of vendor "
+            f"{entry.entry.submitter!r} valid at that entry"
+        )
     try:
-        predicate = ProvenancePredicate.parse(statement.predicate)
+        doc = opened.statement.predicate
+        predicate = predicates.parse(doc) if predicates is not None else ProvenancePredicate.parse(doc)
     except InvalidInput as exc:
         raise MalformedEntryError(f"entry {entry.index}: invalid predicate: {exc}") from exc
     return VerifiedAttestation(
         entry=entry,
         vendor_id=entry.entry.submitter,
         key_id=key.key_id,
-        statement=statement,
+        statement=opened.statement,
         predicate=predicate,
         key_compromised=key.compromised,
     )
+
+
+def check_attestation_entry(
+    entry: VerifiedEntry, registry: KeyRegistry, loaded: dict[bytes, Ed25519PublicKey] | None = None
+) -> VerifiedAttestation:
+    opened = open_attestation_entry(entry, registry, loaded)
+    return finish_attestation(opened, signer_of(opened))
 
 
 def check_revocation_entry(
@@ -455,13 +567,14 @@ def check_names_digest(
     memo: InclusionMemo | None = None,
 ) -> None:
     """The attestation really covers ``digest``: as a subject or through its batch root."""
-    subjects = attestation.statement.subjects
+    statement = attestation.statement
     if attestation.predicate.batch is None:
         if batch_path is not None:
             raise BatchPathError(
                 f"entry {attestation.entry.index}: server sent a batch path for a direct statement"
             )
-        if not any(hmac.compare_digest(s.digest, digest) for s in subjects):
+        # The digests as parsed: no Subject objects built to compare them.
+        if not any(hmac.compare_digest(d, digest) for d in statement.subject_digests):
             raise BatchPathError(
                 f"entry {attestation.entry.index} does not name digest {digest.hex()}"
             )
@@ -470,12 +583,12 @@ def check_names_digest(
         raise BatchPathError(
             f"entry {attestation.entry.index} commits to a batch but no batch path was sent"
         )
-    roots = [s for s in subjects if s.name == BATCH_SUBJECT_NAME]
+    roots = [d for n, d in zip(statement.subject_names, statement.subject_digests) if n == BATCH_SUBJECT_NAME]
     if len(roots) != 1:
         raise BatchPathError(
             f"entry {attestation.entry.index} has {len(roots)} batch root subjects, expected 1"
         )
-    root_subject = roots[0]
+    root_digest = roots[0]
     if batch_path.batch_size != attestation.predicate.batch.size:
         raise BatchPathError(
             f"entry {attestation.entry.index}: batch path size {batch_path.batch_size} differs "
@@ -483,13 +596,13 @@ def check_names_digest(
         )
     try:
         if memo is None:
-            verify_batch_path(digest, batch_path, root_subject.digest)
+            verify_batch_path(digest, batch_path, root_digest)
         else:
             if not isinstance(digest, bytes) or len(digest) != 32:
                 raise VerificationError("sample digest must be 32 bytes")
             memo.verify(
                 leaf_hash(digest), batch_path.leaf_index, batch_path.batch_size, batch_path.hashes,
-                root_subject.digest,
+                root_digest,
             )
     except VerificationError as exc:
         raise BatchPathError(
@@ -515,6 +628,7 @@ def check_provenance(
     verified: dict[int, VerifiedAttestation] | None = None,
     memo: InclusionMemo | None = None,
     statuses: dict[tuple[tuple[int, bool], ...], Status] | None = None,
+    loaded: dict[bytes, Ed25519PublicKey] | None = None,
 ) -> SampleProvenance:
     """Verify one digest's answer against already-verified entries and key state.
 
@@ -522,7 +636,8 @@ def check_provenance(
     ``registry`` (one batch envelope covers many samples: verify its signature once);
     ``memo`` shares the work of batch paths within one batch; ``statuses`` (only
     used with ``verified``, and emptied with it) remembers the status derived
-    from each combination of those attestations and their revocation.
+    from each combination of those attestations and their revocation; ``loaded``
+    keeps public keys loaded for signature checks.
     """
     attestations = []
     for index, path in claim.hits:
@@ -531,7 +646,7 @@ def check_provenance(
             raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
         attestation = verified.get(index) if verified is not None else None
         if attestation is None:
-            attestation = check_attestation_entry(entry, registry)
+            attestation = check_attestation_entry(entry, registry, loaded)
             if verified is not None:
                 verified[index] = attestation
         check_names_digest(attestation, claim.digest, path, memo)

@@ -334,17 +334,36 @@ def signing_key(
 
     The DSSE keyid only orders the attempts; the replayed registry decides.
     """
-    at = integrated_at(entry)
-    hints = [s.keyid for s in envelope.signatures if s.keyid]
-    for key in registry.candidate_keys(entry.submitter, hints):
-        if not key.valid_for(index, at):
-            continue
+    for key in valid_signing_keys(envelope, index, entry, registry):
         try:
             verify_envelope(envelope, key.public_key)
         except VerificationError:
             continue
         return key
     return None
+
+
+def valid_signing_keys(
+    envelope: Envelope,
+    index: int,
+    entry: LogEntry,
+    registry: KeyRegistry,
+    ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] | None = None,
+) -> list[VendorKey]:
+    """The keys :func:`signing_key` tries, in its order: the submitting vendor's keys
+    valid at ``index``, those the DSSE keyid hints name first.
+
+    ``ordered`` remembers the registry's candidates per vendor and hints; only for
+    one registry that is no longer changed (a replayed one).
+    """
+    at = integrated_at(entry)
+    hints = tuple(s.keyid for s in envelope.signatures if s.keyid)
+    candidates = ordered.get((entry.submitter, hints)) if ordered is not None else None
+    if candidates is None:
+        candidates = registry.candidate_keys(entry.submitter, hints)
+        if ordered is not None:
+            ordered[(entry.submitter, hints)] = candidates
+    return [key for key in candidates if key.valid_for(index, at)]
 
 
 def key_event_envelope(event: KeyEvent, sign_pae: Callable[[bytes], bytes], keyid: str) -> bytes:

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import sqlite3
 import threading
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -975,20 +976,23 @@ class LogStore:
         """
         path, edge = inclusion_nodes(index, size)
         cache = self._proofs
-        proof: list[bytes | None]
-        if path and path[0][0] >= cache.hot_level:
-            # Every level is dense in memory: index the lists, no branch per node.
-            levels = cache.levels
-            try:
-                if edge < 0:
-                    proof = [levels[level][idx] for level, idx in path]
-                else:
-                    proof = [levels[level][idx] for level, idx in path[:edge]]
-                    proof.append(None)  # the partial subtree, from `edges` below
-                    proof += [levels[level][idx] for level, idx in path[edge + 1 :]]
-            except IndexError:  # not cached (a node missing on disk): read below
-                proof = [cache.get(level, idx) for level, idx in path]
-        else:
+        # The path goes up level by level: the nodes below hot_level come first
+        # (recent ones from a dict, else read from disk), then the dense levels:
+        # index the lists, no branch or call per node.
+        split = bisect_left(path, (cache.hot_level, -1))
+        recent = cache.recent
+        proof: list[bytes | None] = (
+            [recent.get(idx << 6 | level) for level, idx in path[:split]] if recent else [None] * split
+        )
+        levels = cache.levels
+        try:
+            if edge < split:
+                proof += [levels[level][idx] for level, idx in path[split:]]
+            else:
+                proof += [levels[level][idx] for level, idx in path[split:edge]]
+                proof.append(None)  # the partial subtree, from `edges` below
+                proof += [levels[level][idx] for level, idx in path[edge + 1 :]]
+        except IndexError:  # not cached (a node missing on disk): read below
             proof = [cache.get(level, idx) for level, idx in path]
         if edge >= 0:
             level, idx = path[edge]

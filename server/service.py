@@ -8,6 +8,7 @@ hand validated entries to the sequencer.
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
 import queue
@@ -23,6 +24,7 @@ from typing import TypeVar
 import grpc
 from anchorlog.ledger.batch import BatchTree, parse_batch_digests
 from anchorlog.ledger.dsse import (
+    _COMPACT_ENVELOPE,
     PAYLOAD_TYPE_INTOTO,
     Envelope,
     b64decode_either,
@@ -41,7 +43,7 @@ from anchorlog.ledger.keys import (
     open_key_event,
 )
 from anchorlog.ledger.note import NoteSigner
-from anchorlog.ledger.predicates import Claim, ProvenancePredicate
+from anchorlog.ledger.predicates import Claim, ProvenancePredicate, parse_time
 from anchorlog.ledger.statement import parse_statement
 from anchorlog.ledger.status import AttestationFact, derive_status
 from anchorlog.ledger.store import (
@@ -323,8 +325,8 @@ class _HintSources:
         if known is not None:
             return known
         entry = decode_entry(stored.data)
-        predicate, hinted = _hint_fields(entry.envelope)
-        source = _HintSource(entry.submitter, predicate.claim, predicate.performed_at, frozenset(hinted))
+        claim, performed_at, hinted = _hint_fields(entry.envelope)
+        source = _HintSource(entry.submitter, claim, performed_at, frozenset(hinted))
         with self._lock:
             if len(self._sources) >= self._capacity:
                 self._sources.clear()
@@ -709,9 +711,14 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._batch_trees.get(index, build)
 
     def _provenance(
-        self, digests: Iterable[bytes], size: int, sent: set[int]
-    ) -> tuple[list[pb.DigestProvenance], list[pb.ProvedEntry]]:
-        records: list[pb.DigestProvenance] = []
+        self, digests: Iterable[bytes], size: int, sent: set[int], response: pb.ProvenanceResponse
+    ) -> None:
+        """Add the answer about ``digests`` to ``response``: its records, then the entries
+        not yet ``sent`` with their proofs, in index order.
+
+        Everything is built in place: a message built on its own and then added to a
+        repeated field is copied (most of the protobuf time of a per-sample answer).
+        """
         needed: dict[int, StoredEntry] = {}
         digests = list(digests)
         for position, digest in enumerate(digests):
@@ -724,8 +731,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         all_revocations = self._store.revocations(flagged, below=size) if flagged else {}
         # Many digests share their entries (a batch): one status hint per distinct shape.
         hint_of: dict[tuple[tuple[int, bool], ...], str] = {}
+        add_record = response.digests.add
         for digest in digests:
-            record = pb.DigestProvenance(digest=digest)
+            record = add_record(digest=digest)
             revoking: set[int] = set()
             shape = []
             for found in found_of.get(digest, ()):
@@ -753,23 +761,28 @@ class LedgerService(pb_grpc.LedgerServicer):
                 facts = [self._fact(entries[index], revoked) for index, revoked in shape]
                 hint = hint_of[key] = str(derive_status(facts))
             record.status_hint = hint
-            records.append(record)
         new = sorted(i for i in needed if i not in sent)
         proofs = self._store.inclusion_proofs(new, size)
-        proved = [
-            pb.ProvedEntry(
-                entry=pb.Entry(index=i, data=needed[i].data),
-                inclusion=pb.InclusionProof(leaf_index=i, tree_size=size, hashes=proofs[i]),
-            )
-            for i in new
-        ]
         sent.update(new)
+        key_events: dict[int, pb.ProvedEntry] = {}
         if needed:
-            key_events = [p for p in self._key_event_proofs(size) if p.entry.index not in sent]
-            if key_events:
-                sent.update(p.entry.index for p in key_events)
-                proved = sorted((*proved, *key_events), key=lambda p: p.entry.index)
-        return records, proved
+            key_events = {p.entry.index: p for p in self._key_event_proofs(size) if p.entry.index not in sent}
+            sent.update(key_events)
+        add_entry = response.entries.add
+        append_entry = response.entries.append
+        for i in sorted((*new, *key_events)) if key_events else new:
+            known = key_events.get(i)
+            if known is not None:
+                append_entry(known)  # a copy: the kept message is never changed
+                continue
+            proved = add_entry()
+            entry = proved.entry
+            entry.index = i
+            entry.data = needed[i].data
+            inclusion = proved.inclusion
+            inclusion.leaf_index = i
+            inclusion.tree_size = size
+            inclusion.hashes.extend(proofs[i])
 
     def _key_event_proofs(self, size: int) -> tuple[pb.ProvedEntry, ...]:
         """Every key event below ``size`` with its proof; the same for every answer at one size.
@@ -816,10 +829,8 @@ class LedgerService(pb_grpc.LedgerServicer):
             _digest(request.digest, "digest")
             cp = self._latest()
             consistency = self._consistency(request.trusted_size, cp.size)
-            records, proved = self._provenance([request.digest], cp.size, set())
-            response = pb.ProvenanceResponse(
-                checkpoint=_checkpoint_pb(cp), digests=records, entries=proved
-            )
+            response = pb.ProvenanceResponse(checkpoint=_checkpoint_pb(cp))
+            self._provenance([request.digest], cp.size, set(), response)
             if consistency is not None:
                 response.consistency.CopyFrom(consistency)
             return response
@@ -847,9 +858,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if consistency is not None:
                         response.consistency.CopyFrom(consistency)
                     first = False
-                records, proved = self._provenance(query.digests, cp.size, sent)
-                response.digests.extend(records)
-                response.entries.extend(proved)
+                self._provenance(query.digests, cp.size, sent, response)
                 yield response
 
         return self._guard_stream("StreamProvenance", context, handle)
@@ -1124,22 +1133,31 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._guard("WhoAmI", context, handle)
 
 
-def _hint_fields(envelope_bytes: bytes) -> tuple[ProvenancePredicate, set[str]]:
-    """The predicate and signature keyids of a logged attestation, for the status hint.
+def _hint_fields(envelope_bytes: bytes) -> tuple[Claim, datetime, set[str]]:
+    """The claim, time and signature keyids of a logged attestation, for the status hint.
 
-    Logged envelopes passed the strict parse (no duplicate keys, valid base64)
-    before they were appended, so the plain C JSON parser reads them the same,
-    in half the time. Anything unexpected goes through the strict parse.
+    Logged envelopes passed the strict parse and the full predicate validation
+    before they were appended, so the plain C JSON parser reads them the same
+    and the hint needs only the fields it uses, not the whole predicate check
+    again (a third of a per-sample lookup's server time). Anything unexpected
+    goes through the strict parse.
     """
     try:
-        doc = json.loads(envelope_bytes)
-        statement = json.loads(b64decode_either(doc["payload"], "envelope.payload"))
-        predicate = ProvenancePredicate.parse(statement["predicate"])
-        return predicate, {s.get("keyid", "") for s in doc["signatures"]}
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidInput):
+        compact = _COMPACT_ENVELOPE.fullmatch(envelope_bytes)
+        if compact is not None:  # one signature; the regex took the payload in the base64 alphabet
+            payload_b64, _, keyid, _ = compact.groups()
+            payload, hinted = binascii.a2b_base64(payload_b64, strict_mode=True), {keyid.decode("ascii")}
+        else:
+            doc = json.loads(envelope_bytes)
+            payload = b64decode_either(doc["payload"], "envelope.payload")
+            hinted = {s.get("keyid", "") for s in doc["signatures"]}
+        predicate = json.loads(payload)["predicate"]
+        return Claim(predicate["claim"]), parse_time(predicate["performedAt"], "predicate.performedAt"), hinted
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, InvalidInput):
         envelope = Envelope.parse(envelope_bytes)
         statement_parsed = parse_statement(envelope.payload, max_subjects=1 << 30)
-        return ProvenancePredicate.parse(statement_parsed.predicate), {s.keyid for s in envelope.signatures}
+        parsed = ProvenancePredicate.parse(statement_parsed.predicate)
+        return parsed.claim, parsed.performed_at, {s.keyid for s in envelope.signatures}
 
 
 def _token_selector(request: pb.RevokeTokenRequest) -> TokenSelector:
