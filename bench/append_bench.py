@@ -231,6 +231,7 @@ def main() -> None:
             with start_server(loaded.data_dir) as server:
                 result = phase("prefilled", server, loaded.key, loaded.vendor_token, options, tmp)
                 result["entries_before"] = loaded.entries
+                result["log_schema_as_built"] = loaded.schema
                 phases["prefilled_log"] = result
     baseline_after = ed25519_verify_rate(options.streams)
     verify_rate = median([baseline_before, baseline_after])

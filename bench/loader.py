@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from anchorlog.client.vendor import VendorKeyPair
 from anchorlog.ledger.checkpoint import Checkpoint, sign_checkpoint
 from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, pae
 from anchorlog.ledger.entry import EntryKind
-from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
+from anchorlog.ledger.store import SCHEMA_VERSION, LogStore, PendingEntry, dedup_key
 from anchorlog.server.app import DB_FILE, KEY_FILE, load_signer
 from tqdm import tqdm
 
@@ -55,6 +56,9 @@ class LoadedLog:
     reader_token: str
     key: VendorKeyPair
     build_seconds: float
+    # The database schema the log was written with (a cached log may predate
+    # this code's; LogStore upgrades it in place when the server opens it).
+    schema: int
 
 
 def _init(data_dir: Path) -> tuple[VendorKeyPair, dict[str, str]]:
@@ -134,6 +138,10 @@ def build_log(
                 shutil.rmtree(target_dir)
             shutil.copytree(cached, data_dir)
     info = json.loads((data_dir / INFO_FILE).read_text())
+    schema = _schema_of(data_dir / DB_FILE)
+    if schema < SCHEMA_VERSION:
+        note(f"the log was written with schema {schema}; the store upgrades it to {SCHEMA_VERSION} on open "
+             "(entries written before keep the old layout)")
     return LoadedLog(
         data_dir=data_dir,
         entries=info["entries"],
@@ -141,7 +149,16 @@ def build_log(
         reader_token=info["reader_token"],
         key=VendorKeyPair.load(data_dir / "vendor.key"),
         build_seconds=time.perf_counter() - started,
+        schema=schema,
     )
+
+
+def _schema_of(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def main() -> None:

@@ -73,7 +73,9 @@ def measure_size(size: int, options: argparse.Namespace, tmp: Path, rng: random.
 
     loaded = build_log(tmp / f"log-{size}", size, cache=options.cache)
     n = loaded.entries
-    result: dict[str, object] = {"entries": n, "build_or_copy_seconds": round(loaded.build_seconds, 1)}
+    result: dict[str, object] = {
+        "entries": n, "build_or_copy_seconds": round(loaded.build_seconds, 1), "log_schema_as_built": loaded.schema,
+    }
     result["db_bytes_per_entry"] = round(db_bytes(loaded.data_dir) / n, 1)
 
     # Store-level proofs (no network): what the tree and SQLite cost.
