@@ -19,6 +19,7 @@ from anchorlog.ledger.errors import InvalidInput
 from anchorlog.ledger.predicates import (
     PROVENANCE_V1,
     REVOCATION_V1,
+    PredicateMemo,
     ProvenancePredicate,
     RevocationPredicate,
     parse_revocation_targets,
@@ -46,8 +47,13 @@ def check_attestation(
     max_subjects: int,
     max_batch: int,
     max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
+    predicates: PredicateMemo | None = None,
 ) -> Attestation:
-    """Validate an envelope (and its batch digests) fully, except its signature."""
+    """Validate an envelope (and its batch digests) fully, except its signature.
+
+    ``predicates`` parses provenance predicates (the same verdicts as
+    ``ProvenancePredicate.parse``, remembering the valid ones).
+    """
     envelope = Envelope.parse(envelope_bytes, max_bytes=max_envelope_bytes)
     if envelope.payload_type != PAYLOAD_TYPE_INTOTO:
         raise InvalidInput(
@@ -69,7 +75,11 @@ def check_attestation(
             f"unknown predicate type {statement.predicate_type[:120]!r}; "
             f"expected {PROVENANCE_V1} or {REVOCATION_V1}",
         )
-    predicate = ProvenancePredicate.parse(statement.predicate)
+    predicate = (
+        ProvenancePredicate.parse(statement.predicate)
+        if predicates is None
+        else predicates.parse(statement.predicate)
+    )
     if predicate.batch is None:
         if batch_digests:
             raise InvalidInput(

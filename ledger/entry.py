@@ -49,10 +49,14 @@ class LogEntry:
     envelope: bytes
 
     def encode(self) -> bytes:
-        try:
-            kind = EntryKind(self.kind)
-        except ValueError:
-            raise InvalidInput("entry.kind", f"unknown entry kind {self.kind!r}") from None
+        # Every check is made per entry (the sequencer encodes each appended entry):
+        # the common types are tested first, the error messages built only on failure.
+        kind = self.kind
+        if type(kind) is not EntryKind:
+            try:
+                kind = EntryKind(kind)
+            except ValueError:
+                raise InvalidInput("entry.kind", f"unknown entry kind {self.kind!r}") from None
         if not isinstance(self.submitter, str):
             raise InvalidInput("entry.submitter", f"must be a str, got {type(self.submitter).__name__}")
         try:
@@ -63,18 +67,24 @@ class LogEntry:
             raise InvalidInput("entry.submitter", f"must be 1..{MAX_SUBMITTER_BYTES} UTF-8 bytes")
         if not isinstance(self.previous_hash, bytes) or len(self.previous_hash) != 32:
             raise InvalidInput("entry.previous_hash", "must be 32 bytes")
-        for name, value in (("index", self.index), ("integrated_ms", self.integrated_ms)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _LIMIT:
-                raise InvalidInput(f"entry.{name}", "must be a non-negative 63-bit integer")
-        if not isinstance(self.envelope, bytes):
-            raise InvalidInput("entry.envelope", f"must be bytes, got {type(self.envelope).__name__}")
-        if len(self.envelope) > MAX_ENVELOPE_BYTES:
+        index, integrated_ms = self.index, self.integrated_ms
+        if not (type(index) is int and 0 <= index < _LIMIT):
+            _check_u63("index", index)
+        if not (type(integrated_ms) is int and 0 <= integrated_ms < _LIMIT):
+            _check_u63("integrated_ms", integrated_ms)
+        envelope = self.envelope
+        if not isinstance(envelope, bytes):
+            raise InvalidInput("entry.envelope", f"must be bytes, got {type(envelope).__name__}")
+        if len(envelope) > MAX_ENVELOPE_BYTES:
             raise InvalidInput("entry.envelope", f"larger than {MAX_ENVELOPE_BYTES} bytes")
-        head = _HEAD.pack(
-            ENTRY_VERSION, int(kind), self.index, self.previous_hash,
-            self.integrated_ms, len(submitter),
-        )
-        return b"".join((head, submitter, _U32.pack(len(self.envelope)), self.envelope))
+        head = _HEAD.pack(ENTRY_VERSION, kind, index, self.previous_hash, integrated_ms, len(submitter))
+        return b"".join((head, submitter, _U32.pack(len(envelope)), envelope))
+
+
+def _check_u63(name: str, value: object) -> None:
+    """The full check of an index or time (an int subclass is accepted, a bool is not)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _LIMIT:
+        raise InvalidInput(f"entry.{name}", "must be a non-negative 63-bit integer")
 
 
 def decode_entry(data: bytes) -> LogEntry:

@@ -284,6 +284,33 @@ class ProvenancePredicate:
         )
 
 
+class PredicateMemo:
+    """``ProvenancePredicate.parse`` that remembers predicates whose values are all strings.
+
+    Per-sample attestations of one vendor often carry the same predicate (claim,
+    rule, reviewer, method, time). Parsing is a pure function of the JSON value,
+    and two JSON objects of strings with equal items are the same value (a string
+    equals nothing but the same string), so such a predicate is checked once.
+    Anything else is parsed every time; a refused one is never remembered. Bounded.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._parsed: dict[tuple[tuple[str, str], ...], ProvenancePredicate] = {}
+
+    def parse(self, doc: Any) -> ProvenancePredicate:
+        if type(doc) is not dict or not all(type(v) is str for v in doc.values()):
+            return ProvenancePredicate.parse(doc)
+        key = tuple(doc.items())
+        known = self._parsed.get(key)
+        if known is None:
+            known = ProvenancePredicate.parse(doc)
+            if len(self._parsed) >= self._capacity:
+                self._parsed.clear()
+            self._parsed[key] = known
+        return known
+
+
 @dataclass(frozen=True)
 class RevocationPredicate:
     reason: str

@@ -43,7 +43,7 @@ from anchorlog.ledger.keys import (
     open_key_event,
 )
 from anchorlog.ledger.note import NoteSigner
-from anchorlog.ledger.predicates import Claim, ProvenancePredicate, parse_time
+from anchorlog.ledger.predicates import Claim, PredicateMemo, ProvenancePredicate, parse_time
 from anchorlog.ledger.statement import parse_statement
 from anchorlog.ledger.status import AttestationFact, derive_status
 from anchorlog.ledger.store import (
@@ -359,6 +359,8 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
         self._public_keys = PublicKeys()
+        # Vendors repeat one predicate over many one-sample envelopes: each is checked once.
+        self._predicates = PredicateMemo()
         self._hint_sources = _HintSources(limits.fact_cache)
         # (tree size, its key events with proofs): see _key_event_proofs.
         self._key_events_at: tuple[int, tuple[pb.ProvedEntry, ...]] | None = None
@@ -513,7 +515,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         """Each item validated on its own: a bad one is answered with its error, the rest go on."""
         submissions = VendorSubmissions(
             principal.name, registry=self._registry, store=self._store,
-            limits=self._limits.submission, keys=self._public_keys,
+            limits=self._limits.submission, keys=self._public_keys, predicates=self._predicates,
         )
         prepared: list[SequencedItem | BaseException] = []
         for item in items:

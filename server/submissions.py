@@ -16,6 +16,7 @@ from anchorlog.ledger.entry import EntryKind, decode_entry
 from anchorlog.ledger.errors import InvalidInput, NotFound, VerificationError
 from anchorlog.ledger.keys import KeyRegistry, VendorKey
 from anchorlog.ledger.predicates import (
+    PredicateMemo,
     ProvenancePredicate,
     RevocationPredicate,
     format_time,
@@ -132,6 +133,7 @@ class VendorSubmissions:
         store: LogStore,
         limits: SubmissionLimits,
         keys: PublicKeys,
+        predicates: PredicateMemo | None = None,
         now: datetime | None = None,
     ) -> None:
         self.vendor_id = vendor_id
@@ -139,6 +141,7 @@ class VendorSubmissions:
         self._store = store
         self._limits = limits
         self._keys = keys
+        self._predicates = predicates
         self._now = now or datetime.now(UTC)
         self._candidates: dict[tuple[str, ...], list[VendorKey]] = {}
 
@@ -158,6 +161,7 @@ class VendorSubmissions:
             max_subjects=limits.max_subjects,
             max_batch=limits.max_batch,
             max_envelope_bytes=limits.max_envelope_bytes,
+            predicates=self._predicates,
         )
         moment = self._now
         predicate = attestation.predicate

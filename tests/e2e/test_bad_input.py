@@ -497,3 +497,32 @@ def test_valid_requests_still_work_afterwards(world: World) -> None:
     """The refusals above are about the requests, not a broken server."""
     (receipt,) = world.submit_ok("acme", attest(world.keys["acme"], fresh_digests("after", 1)))
     assert not receipt.duplicate and receipt.checkpoint.size == world.head()[0]
+
+
+def test_remembered_predicate_does_not_let_a_bad_envelope_through(world: World) -> None:
+    """The server checks a repeated predicate once; every other check still runs per envelope."""
+    key, other = world.keys["acme"], Key.generate()
+    doc = predicate()
+    (digest,) = fresh_digests("memo", 1)
+    (first,) = world.submit_ok("acme", pb.SubmitItem(envelope=envelope(statement([subject(digest)], doc), key)))
+    assert not first.duplicate
+    before = world.head()
+    variants = {
+        "bad signature": envelope(statement([subject(d) for d in fresh_digests("memo", 1)], doc), other,
+                                  keyid=key.key_id),
+        "unknown claim": envelope(statement([subject(d) for d in fresh_digests("memo", 1)],
+                                            {**doc, "claim": "human-made"}), key),
+        "future time": envelope(statement([subject(d) for d in fresh_digests("memo", 1)],
+                                          {**doc, "performedAt": "2099-01-01T00:00:00Z"}), key),
+    }
+    for _ in range(2):  # the second time after the server has seen each predicate once
+        response = world.stub.Submit(
+            pb.SubmitRequest(items=[pb.SubmitItem(envelope=e) for e in variants.values()]),
+            metadata=world.md("acme"),
+        )
+        failures = [failure_of_item(r) for r in response.results]
+        assert [f.code for f in failures] == [INVALID] * 3, failures
+        assert "no signature verifies" in failures[0].message
+        assert "unknown claim" in failures[1].message
+        assert "in the future" in failures[2].message
+    assert world.head() == before
