@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
@@ -27,7 +28,7 @@ from anchorlog.ledger.keys import (
     signing_key,
     valid_signing_keys,
 )
-from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
@@ -279,7 +280,8 @@ class InclusionMemo:
                 p = proof[used]
                 if type(p) is not bytes or len(p) != 32:
                     check_proof_shape(proof, expected, _what(index, size))
-                r = node_hash(p, r) if fn & 1 else node_hash(r, p)
+                # node_hash, inlined: one concatenation and one call (the loop is per sample).
+                r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
                 used += 1
             fn >>= 1
             sn >>= 1
@@ -674,4 +676,62 @@ def check_provenance(
         revoked_entries=frozenset(revoked),
         checkpoint=checkpoint,
         server_status_hint=claim.status_hint,
+    )
+
+
+def check_batched_sample(
+    digest: bytes,
+    index: int,
+    leaf_index: int,
+    batch_size: int,
+    hashes: tuple[bytes, ...],
+    status_hint: str,
+    checkpoint: VerifiedCheckpoint,
+    verified: Mapping[int, VerifiedAttestation],
+    roots: dict[int, tuple[VerifiedAttestation, bytes, int]],
+    memo: InclusionMemo,
+    statuses: dict[tuple[tuple[int, bool], ...], Status],
+) -> SampleProvenance | None:
+    """``check_provenance`` of the usual bulk answer, without its general machinery.
+
+    The answer names one entry, through a batch path (``leaf_index``,
+    ``batch_size``, ``hashes``), and no revocation; the
+    entry's attestation is already in ``verified`` (signature checked against
+    this stream's registry). The sample's path is still checked up to the signed
+    batch root and size. ``roots`` keeps each attestation's batch root and signed
+    size, with the attestation object they were read from.
+
+    Returns None for anything else, or when a check fails: the caller then runs
+    ``check_provenance``, which accepts or refuses it with its own error.
+    """
+    attestation = verified.get(index)
+    if attestation is None or len(digest) != 32:
+        return None
+    known = roots.get(index)
+    if known is None or known[0] is not attestation:
+        batch = attestation.predicate.batch
+        if batch is None:
+            return None
+        statement = attestation.statement
+        named = [d for n, d in zip(statement.subject_names, statement.subject_digests) if n == BATCH_SUBJECT_NAME]
+        if len(named) != 1:
+            return None
+        known = roots[index] = (attestation, named[0], batch.size)
+    if batch_size != known[2]:
+        return None
+    try:
+        memo.verify(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
+    except (VerificationError, InvalidInput, TypeError, ValueError):
+        return None
+    shape = ((index, False),)
+    status = statuses.get(shape)
+    if status is None:
+        status = statuses[shape] = derive_status(_facts((attestation,), ()))
+    return SampleProvenance(
+        digest=digest,
+        status=status,
+        attestations=(attestation,),
+        revoked_entries=frozenset(),
+        checkpoint=checkpoint,
+        server_status_hint=status_hint,
     )
