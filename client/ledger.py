@@ -279,7 +279,9 @@ class _StreamContext:
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
     statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
     # Batch root and signed size of each attestation (see check_batched_sample).
-    batch_roots: dict[int, tuple[VerifiedAttestation, bytes, int]] = field(default_factory=dict)
+    batch_roots: dict[int, tuple[VerifiedAttestation, bytes, int, tuple[VerifiedAttestation], Status]] = field(
+        default_factory=dict
+    )
     # Single lookups share verified attestations across calls (see LedgerClient._attested).
     remember: bool = False
 

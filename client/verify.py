@@ -112,7 +112,9 @@ class VerifiedAttestation:
     key_compromised: bool
 
 
-@dataclass(frozen=True)
+# slots: one object per verified sample, without a __dict__ (a bulk stream makes
+# tens of thousands a second, and each container allocated feeds the cyclic GC).
+@dataclass(frozen=True, slots=True)
 class SampleProvenance:
     """What the log proves about one sample digest, and the status derived from it."""
 
@@ -211,6 +213,8 @@ def check_consistency(
 # 2**12 nodes per tree, so a path is hashed only up to the first level where
 # earlier paths went, then compared.
 _MEMO_LEVELS_BELOW_ROOT = (12, 8)
+# Trees up to this size are verified plainly: they have no level to remember.
+_MEMO_MIN_SIZE = 1 << min(_MEMO_LEVELS_BELOW_ROOT)
 
 
 def _what(index: int, size: int) -> str:
@@ -241,7 +245,7 @@ class InclusionMemo:
         """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
         if (
             not isinstance(size, int) or not isinstance(index, int) or not 0 <= index < size
-            or size <= 1 << min(_MEMO_LEVELS_BELOW_ROOT) or not isinstance(root, bytes)
+            or size <= _MEMO_MIN_SIZE or not isinstance(root, bytes)
             or not isinstance(leaf, bytes) or len(leaf) != 32
         ):
             verify_inclusion(leaf, index, size, proof, root)
@@ -263,7 +267,7 @@ class InclusionMemo:
         # need their shape checked; the rest are compared with verified hashes.
         fn, sn, level, used = index, size - 1, 0, 0
         r = leaf
-        learned: list[tuple[int, bytes, tuple[bytes, ...]]] = []
+        learned: list[tuple[int, bytes, tuple[bytes, ...]]] | None = None  # made on a miss only
         while sn:
             if level in cuts:
                 rest = tuple(proof[used:])
@@ -275,6 +279,8 @@ class InclusionMemo:
                             "or the rest of its path differs from the proved ones)"
                         )
                     break
+                if learned is None:
+                    learned = []
                 learned.append((fn << 6 | level, r, rest))
             if fn & 1 or fn < sn:
                 p = proof[used]
@@ -292,8 +298,9 @@ class InclusionMemo:
                     f"inclusion proof for leaf {index} leads to root {r.hex()}, "
                     f"not to the expected root of the tree of size {size}"
                 )
-        for node_key, node, rest in learned:
-            nodes[node_key] = (node, rest)
+        if learned is not None:
+            for node_key, node, rest in learned:
+                nodes[node_key] = (node, rest)
 
 
 def check_entry(
@@ -679,6 +686,9 @@ def check_provenance(
     )
 
 
+_NOTHING_REVOKED: frozenset[int] = frozenset()
+
+
 def check_batched_sample(
     digest: bytes,
     index: int,
@@ -688,7 +698,7 @@ def check_batched_sample(
     status_hint: str,
     checkpoint: VerifiedCheckpoint,
     verified: Mapping[int, VerifiedAttestation],
-    roots: dict[int, tuple[VerifiedAttestation, bytes, int]],
+    roots: dict[int, tuple[VerifiedAttestation, bytes, int, tuple[VerifiedAttestation], Status]],
     memo: InclusionMemo,
     statuses: dict[tuple[tuple[int, bool], ...], Status],
 ) -> SampleProvenance | None:
@@ -698,8 +708,9 @@ def check_batched_sample(
     ``batch_size``, ``hashes``), and no revocation; the
     entry's attestation is already in ``verified`` (signature checked against
     this stream's registry). The sample's path is still checked up to the signed
-    batch root and size. ``roots`` keeps each attestation's batch root and signed
-    size, with the attestation object they were read from.
+    batch root and size. ``roots`` keeps, with the attestation object they were
+    read from, its batch root, signed size, and the status of a sample it alone
+    names unrevoked (a function of that verified attestation only).
 
     Returns None for anything else, or when a check fails: the caller then runs
     ``check_provenance``, which accepts or refuses it with its own error.
@@ -716,22 +727,22 @@ def check_batched_sample(
         named = [d for n, d in zip(statement.subject_names, statement.subject_digests) if n == BATCH_SUBJECT_NAME]
         if len(named) != 1:
             return None
-        known = roots[index] = (attestation, named[0], batch.size)
+        shape = ((index, False),)  # as check_provenance keys it
+        status = statuses.get(shape)
+        if status is None:
+            status = statuses[shape] = derive_status(_facts((attestation,), ()))
+        known = roots[index] = (attestation, named[0], batch.size, (attestation,), status)
     if batch_size != known[2]:
         return None
     try:
         memo.verify(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
     except (VerificationError, InvalidInput, TypeError, ValueError):
         return None
-    shape = ((index, False),)
-    status = statuses.get(shape)
-    if status is None:
-        status = statuses[shape] = derive_status(_facts((attestation,), ()))
     return SampleProvenance(
         digest=digest,
-        status=status,
-        attestations=(attestation,),
-        revoked_entries=frozenset(),
+        status=known[4],
+        attestations=known[3],
+        revoked_entries=_NOTHING_REVOKED,
         checkpoint=checkpoint,
         server_status_hint=status_hint,
     )
