@@ -49,6 +49,7 @@ from anchorlog.client.verify import (
     VerifiedAttestation,
     VerifiedCheckpoint,
     VerifiedEntry,
+    check_batched_sample,
     check_checkpoint,
     check_consistency,
     check_entry,
@@ -277,6 +278,10 @@ class _StreamContext:
     # them; cleared when it is rebuilt.
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
     statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
+    # Batch root and signed size of each attestation (see check_batched_sample).
+    batch_roots: dict[int, tuple[VerifiedAttestation, bytes, int, tuple[VerifiedAttestation], Status]] = field(
+        default_factory=dict
+    )
     # Single lookups share verified attestations across calls (see LedgerClient._attested).
     remember: bool = False
 
@@ -547,10 +552,28 @@ class LedgerClient:
                 known_attestation = self._attested.get((entry.index, entry.leaf_hash))
                 if known_attestation is not None and known_attestation[0] is ctx.registry:
                     ctx.attestations[entry.index] = known_attestation[1]
-        claims = []
+        # One item per record: a DigestClaim, or, for the usual bulk answer (one hit
+        # through a batch path, no revocation; not for bundles, which keep claims),
+        # its fields as a tuple, checked by check_batched_sample without building
+        # the claim. Anything that check does not accept goes through check_provenance.
+        items: list[DigestClaim | tuple[bytes, int, int, int, tuple[bytes, ...], str]] = []
+        named: set[int] = set()
+        plain = not ctx.keep_claims
         for record in response.digests:
+            record_hits = record.hits
+            if plain and len(record_hits) == 1 and not record.revocation_indices:
+                hit = record_hits[0]
+                if hit.HasField("batch_path"):
+                    given = hit.batch_path
+                    index = hit.entry_index
+                    named.add(index)
+                    items.append((
+                        bytes(record.digest), index, given.leaf_index, given.batch_size, tuple(given.hashes),
+                        record.status_hint,
+                    ))
+                    continue
             hits = []
-            for hit in record.hits:
+            for hit in record_hits:
                 path = None
                 if hit.HasField("batch_path"):
                     given = hit.batch_path
@@ -558,6 +581,7 @@ class LedgerClient:
                         leaf_index=given.leaf_index, batch_size=given.batch_size, hashes=tuple(given.hashes)
                     )
                 hits.append((hit.entry_index, path))
+                named.add(hit.entry_index)
             claim = DigestClaim(
                 digest=bytes(record.digest),
                 hits=tuple(hits),
@@ -566,15 +590,31 @@ class LedgerClient:
             )
             if ctx.keep_claims:
                 ctx.claims[claim.digest] = claim
-            claims.append(claim)
-        self._verify_attestations(claims, ctx)
-        results = [
-            check_provenance(
-                claim, ctx.entries, ctx.registry, ctx.checkpoint, ctx.attestations, self._paths, ctx.statuses,
+            items.append(claim)
+        self._verify_attestations(named, ctx)
+        assert ctx.registry is not None
+        results = []
+        for item in items:
+            if type(item) is tuple:
+                digest, index, leaf_index, batch_size, hashes, hint = item
+                result = check_batched_sample(
+                    digest, index, leaf_index, batch_size, hashes, hint, checkpoint, ctx.attestations,
+                    ctx.batch_roots, self._paths, ctx.statuses,
+                )
+                if result is not None:
+                    results.append(result)
+                    continue
+                item = DigestClaim(
+                    digest=digest,
+                    hits=((index, BatchPath(leaf_index=leaf_index, batch_size=batch_size, hashes=hashes)),),
+                    revocation_indices=(),
+                    status_hint=hint,
+                )
+            assert isinstance(item, DigestClaim)
+            results.append(check_provenance(
+                item, ctx.entries, ctx.registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
                 self._loaded_keys,
-            )
-            for claim in claims
-        ]
+            ))
         registry = ctx.registry
         if ctx.remember and registry is not None:
             for index, attestation in ctx.attestations.items():
@@ -583,8 +623,8 @@ class LedgerClient:
                 self._attested[(index, attestation.entry.leaf_hash)] = (registry, attestation)
         return results
 
-    def _verify_attestations(self, claims: Sequence[DigestClaim], ctx: _StreamContext) -> None:
-        """Check the signatures of the attestations ``claims`` name for the first time,
+    def _verify_attestations(self, named: Iterable[int], ctx: _StreamContext) -> None:
+        """Check the signatures of the attestations at the indices ``named`` by answers, for the first time,
         on this thread and the verifier threads together, into ``ctx.attestations``.
 
         Only an accelerator: an attestation that fails any check is left out, and
@@ -593,12 +633,11 @@ class LedgerClient:
         registry = ctx.registry
         assert registry is not None
         pending: dict[int, VerifiedEntry] = {}
-        for claim in claims:
-            for index, _ in claim.hits:
-                if index not in ctx.attestations and index not in pending:
-                    entry = ctx.entries.get(index)
-                    if entry is not None and entry.entry.kind is EntryKind.ATTESTATION:
-                        pending[index] = entry
+        for index in sorted(named):
+            if index not in ctx.attestations:
+                entry = ctx.entries.get(index)
+                if entry is not None and entry.entry.kind is EntryKind.ATTESTATION:
+                    pending[index] = entry
         if len(pending) < PARALLEL_SIGNATURES:
             return  # a few: check_provenance checks them one by one
         opened: list[OpenedAttestation] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
@@ -26,7 +27,7 @@ from anchorlog.ledger.keys import (
     signing_key,
     valid_signing_keys,
 )
-from anchorlog.ledger.merkle import leaf_hash, node_hash, verify_consistency, verify_inclusion
+from anchorlog.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
@@ -111,7 +112,9 @@ class VerifiedAttestation:
     key_compromised: bool
 
 
-@dataclass(frozen=True)
+# slots: one object per verified sample, without a __dict__ (a bulk stream makes
+# tens of thousands a second, and each container allocated feeds the cyclic GC).
+@dataclass(frozen=True, slots=True)
 class SampleProvenance:
     """What the log proves about one sample digest, and the status derived from it."""
 
@@ -210,6 +213,8 @@ def check_consistency(
 # 2**12 nodes per tree, so a path is hashed only up to the first level where
 # earlier paths went, then compared.
 _MEMO_LEVELS_BELOW_ROOT = (12, 8)
+# Trees up to this size are verified plainly: they have no level to remember.
+_MEMO_MIN_SIZE = 1 << min(_MEMO_LEVELS_BELOW_ROOT)
 
 
 def _what(index: int, size: int) -> str:
@@ -240,7 +245,7 @@ class InclusionMemo:
         """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
         if (
             not isinstance(size, int) or not isinstance(index, int) or not 0 <= index < size
-            or size <= 1 << min(_MEMO_LEVELS_BELOW_ROOT) or not isinstance(root, bytes)
+            or size <= _MEMO_MIN_SIZE or not isinstance(root, bytes)
             or not isinstance(leaf, bytes) or len(leaf) != 32
         ):
             verify_inclusion(leaf, index, size, proof, root)
@@ -262,7 +267,7 @@ class InclusionMemo:
         # need their shape checked; the rest are compared with verified hashes.
         fn, sn, level, used = index, size - 1, 0, 0
         r = leaf
-        learned: list[tuple[int, bytes, tuple[bytes, ...]]] = []
+        learned: list[tuple[int, bytes, tuple[bytes, ...]]] | None = None  # made on a miss only
         while sn:
             if level in cuts:
                 rest = tuple(proof[used:])
@@ -274,12 +279,15 @@ class InclusionMemo:
                             "or the rest of its path differs from the proved ones)"
                         )
                     break
+                if learned is None:
+                    learned = []
                 learned.append((fn << 6 | level, r, rest))
             if fn & 1 or fn < sn:
                 p = proof[used]
                 if type(p) is not bytes or len(p) != 32:
                     check_proof_shape(proof, expected, _what(index, size))
-                r = node_hash(p, r) if fn & 1 else node_hash(r, p)
+                # node_hash, inlined: one concatenation and one call (the loop is per sample).
+                r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
                 used += 1
             fn >>= 1
             sn >>= 1
@@ -290,8 +298,9 @@ class InclusionMemo:
                     f"inclusion proof for leaf {index} leads to root {r.hex()}, "
                     f"not to the expected root of the tree of size {size}"
                 )
-        for node_key, node, rest in learned:
-            nodes[node_key] = (node, rest)
+        if learned is not None:
+            for node_key, node, rest in learned:
+                nodes[node_key] = (node, rest)
 
 
 def check_entry(
@@ -647,4 +656,66 @@ def check_provenance(
         revoked_entries=frozenset(revoked),
         checkpoint=checkpoint,
         server_status_hint=claim.status_hint,
+    )
+
+
+_NOTHING_REVOKED: frozenset[int] = frozenset()
+
+
+def check_batched_sample(
+    digest: bytes,
+    index: int,
+    leaf_index: int,
+    batch_size: int,
+    hashes: tuple[bytes, ...],
+    status_hint: str,
+    checkpoint: VerifiedCheckpoint,
+    verified: Mapping[int, VerifiedAttestation],
+    roots: dict[int, tuple[VerifiedAttestation, bytes, int, tuple[VerifiedAttestation], Status]],
+    memo: InclusionMemo,
+    statuses: dict[tuple[tuple[int, bool], ...], Status],
+) -> SampleProvenance | None:
+    """``check_provenance`` of the usual bulk answer, without its general machinery.
+
+    The answer names one entry, through a batch path (``leaf_index``,
+    ``batch_size``, ``hashes``), and no revocation; the
+    entry's attestation is already in ``verified`` (signature checked against
+    this stream's registry). The sample's path is still checked up to the signed
+    batch root and size. ``roots`` keeps, with the attestation object they were
+    read from, its batch root, signed size, and the status of a sample it alone
+    names unrevoked (a function of that verified attestation only).
+
+    Returns None for anything else, or when a check fails: the caller then runs
+    ``check_provenance``, which accepts or refuses it with its own error.
+    """
+    attestation = verified.get(index)
+    if attestation is None or len(digest) != 32:
+        return None
+    known = roots.get(index)
+    if known is None or known[0] is not attestation:
+        batch = attestation.predicate.batch
+        if batch is None:
+            return None
+        statement = attestation.statement
+        named = [d for n, d in zip(statement.subject_names, statement.subject_digests) if n == BATCH_SUBJECT_NAME]
+        if len(named) != 1:
+            return None
+        shape = ((index, False),)  # as check_provenance keys it
+        status = statuses.get(shape)
+        if status is None:
+            status = statuses[shape] = derive_status(_facts((attestation,), ()))
+        known = roots[index] = (attestation, named[0], batch.size, (attestation,), status)
+    if batch_size != known[2]:
+        return None
+    try:
+        memo.verify(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
+    except (VerificationError, InvalidInput, TypeError, ValueError):
+        return None
+    return SampleProvenance(
+        digest=digest,
+        status=known[4],
+        attestations=known[3],
+        revoked_entries=_NOTHING_REVOKED,
+        checkpoint=checkpoint,
+        server_status_hint=status_hint,
     )

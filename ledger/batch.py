@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -104,10 +105,23 @@ class BatchPath:
     hashes: tuple[bytes, ...]
 
 
-class BatchTree:
-    """All levels of one batch's tree, to answer many paths quickly."""
+# The top of a batch tree, from the lowest level with at most this many nodes up,
+# is kept with each node's whole path above it: every sample's path shares it.
+_TAIL_NODES = 4096
+# Every this-many-th digest is kept as its own object, to find a sample's block by bisect.
+_FENCE_STRIDE = 16
 
-    def __init__(self, blob: bytes) -> None:
+
+class BatchTree:
+    """All levels of one batch's tree, to answer many paths quickly.
+
+    Lookups are the hot part: a sample's position is found by ``bisect`` over a
+    sparse list of every 16th digest, then within its 16 by ``bytes.find`` (at a
+    32-byte boundary); its path is sliced from the levels up to the first level
+    of at most 4,096 nodes, and the rest, shared by many samples, is a kept tuple.
+    """
+
+    def __init__(self, blob: bytes, *, tail_nodes: int = _TAIL_NODES) -> None:
         if not blob or len(blob) % DIGEST_SIZE:
             raise InvalidInput("batch_digests", "must be a non-empty multiple of 32 bytes")
         self._digests = blob
@@ -116,36 +130,61 @@ class BatchTree:
         while len(levels[-1]) > 32:
             levels.append(_parent_level(levels[-1]))
         self._levels = tuple(levels)
+        self._fence = [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), _FENCE_STRIDE * DIGEST_SIZE)]
+        cut = next(n for n, level in enumerate(levels) if len(level) // 32 <= max(1, tail_nodes))
+        self._lower = tuple(levels[:cut])
+        # tails[i]: the path hashes above node i of level ``cut``, bottom-up.
+        tails: list[tuple[bytes, ...]] = [()]
+        for level in reversed(levels[cut:-1]):
+            count = len(level) // 32
+            tails = [
+                (level[(i ^ 1) * 32 : (i ^ 1) * 32 + 32], *tails[i >> 1]) if (i ^ 1) < count else tails[i >> 1]
+                for i in range(count)
+            ]
+        self._tails = tuple(tails)
 
     @property
     def root(self) -> bytes:
         return self._levels[-1]
 
+    @property
+    def cached_bytes(self) -> int:
+        """About what the tree holds in memory beyond the digests and levels."""
+        return 80 * len(self._fence) + sum(60 + 72 * len(t) for t in self._tails)
+
     def position(self, digest: bytes) -> int:
-        """Index of ``digest`` in the sorted batch (binary search), or NotFound."""
-        lo, hi = 0, self.size
+        """Index of ``digest`` in the sorted batch, or NotFound."""
         blob = self._digests
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if blob[mid * 32 : mid * 32 + 32] < digest:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < self.size and blob[lo * 32 : lo * 32 + 32] == digest:
-            return lo
+        # The block of 16 whose first digest is the last one <= digest.
+        block = bisect_right(self._fence, digest) - 1
+        if block >= 0 and len(digest) == DIGEST_SIZE:
+            start = block * _FENCE_STRIDE * DIGEST_SIZE
+            end = start + _FENCE_STRIDE * DIGEST_SIZE
+            found = blob.find(digest, start, end)
+            # A match across two digests is not one: look on from the next byte.
+            while found >= 0 and found % DIGEST_SIZE:
+                found = blob.find(digest, found + 1, end)
+            if found >= 0:
+                return found // DIGEST_SIZE
         raise NotFound(f"digest {digest.hex()} is not in this batch")
+
+    def hashes(self, index: int) -> list[bytes]:
+        """The audit path of leaf ``index`` (0 <= index < size), bottom-up."""
+        if not 0 <= index < self.size:
+            raise InvalidInput("leaf_index", f"{index} is outside a batch of {self.size}")
+        out = []
+        node = index
+        for level in self._lower:
+            sibling = (node ^ 1) * 32
+            if sibling < len(level):
+                out.append(level[sibling : sibling + 32])
+            node >>= 1
+        out.extend(self._tails[node])
+        return out
 
     def path(self, digest: bytes) -> BatchPath:
         index = self.position(digest)
-        hashes = []
-        node = index
-        for level in self._levels[:-1]:
-            count = len(level) // 32
-            sibling = node ^ 1
-            if sibling < count:
-                hashes.append(level[sibling * 32 : sibling * 32 + 32])
-            node //= 2
-        return BatchPath(leaf_index=index, batch_size=self.size, hashes=tuple(hashes))
+        return BatchPath(leaf_index=index, batch_size=self.size, hashes=tuple(self.hashes(index)))
 
 
 def verify_batch_path(digest: bytes, path: BatchPath, root: bytes) -> None:

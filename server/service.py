@@ -707,8 +707,8 @@ class LedgerService(pb_grpc.LedgerServicer):
         def build() -> tuple[BatchTree, int]:
             blob = self._store.batch_digests(index)
             tree = BatchTree(parse_batch_digests(blob, max_count=1 << 40))
-            # The digests, the leaf level and all parent levels together.
-            return tree, 3 * len(blob)
+            # The digests, the leaf level and all parent levels, and the kept top.
+            return tree, 3 * len(blob) + tree.cached_bytes
 
         return self._batch_trees.get(index, build)
 
@@ -733,6 +733,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         all_revocations = self._store.revocations(flagged, below=size) if flagged else {}
         # Many digests share their entries (a batch): one status hint per distinct shape.
         hint_of: dict[tuple[tuple[int, bool], ...], str] = {}
+        trees: dict[int, BatchTree] = {}  # this message's batches, without the shared cache's lock
         add_record = response.digests.add
         for digest in digests:
             record = add_record(digest=digest)
@@ -742,11 +743,14 @@ class LedgerService(pb_grpc.LedgerServicer):
                 index = found.index
                 hit = record.hits.add(entry_index=index)
                 if found.batched:
-                    path = self._batch_tree(index).path(digest)
+                    tree = trees.get(index)
+                    if tree is None:
+                        tree = trees[index] = self._batch_tree(index)
+                    position = tree.position(digest)
                     batch_path = hit.batch_path
-                    batch_path.leaf_index = path.leaf_index
-                    batch_path.batch_size = path.batch_size
-                    batch_path.hashes.extend(path.hashes)
+                    batch_path.leaf_index = position
+                    batch_path.batch_size = tree.size
+                    batch_path.hashes.extend(tree.hashes(position))
                 needed[index] = entries[index]
                 revoked_by = all_revocations.get(index)
                 if revoked_by:

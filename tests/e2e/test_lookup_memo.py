@@ -153,3 +153,52 @@ def test_a_key_compromised_after_single_lookups_remembered_its_attestation(world
             assert result.status is Status.REVOKED
             assert result.attestations[0].key_compromised
             assert result.server_status_hint == str(Status.REVOKED)
+
+
+def _tamper_batched(target: bytes, how: str) -> Any:
+    def tamper(answers: Iterator[Any]) -> Iterator[Any]:
+        for response in answers:
+            for record in response.digests:
+                if record.digest == target:
+                    path = record.hits[0].batch_path
+                    if how == "lowest":
+                        path.hashes[0] = bytes(32)  # the leaf's own sibling: below every remembered node
+                    elif how == "leaf_index":
+                        path.leaf_index ^= 1
+                    elif how == "batch_size":
+                        path.batch_size += 1
+                    else:  # a batch path added to a direct (per-sample) answer
+                        path.leaf_index = 0
+                        path.batch_size = 1
+            yield response
+
+    return tamper
+
+
+def test_bulk_answers_tampered_in_every_field_are_refused_when_warm(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    address, servicer = proxy
+    digests = _members(world, 600)
+    direct = hash_text(f"direct {world.vendor_id}")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        from anchorlog.client.vendor import attest_samples
+
+        (outcome,) = vendor.submit([attest_samples(world.key, [direct], VALIDATED)])
+        assert outcome.ok, outcome.error
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        assert {r.status for r in reader.provenance_many(digests[:400], chunk=100)} == {Status.HUMAN_VALIDATED}
+        cases = [
+            (digests[450], "lowest", "does not verify"),
+            (digests[451], "leaf_index", "does not verify"),
+            (digests[452], "batch_size", "differs from the signed batch size"),
+            (direct, "direct", "batch path for a direct statement"),
+        ]
+        for target, how, refusal in cases:
+            servicer.tamper["StreamProvenance"] = _tamper_batched(target, how)
+            with pytest.raises(BatchPathError, match=refusal):
+                list(reader.provenance_many([*digests[440:460], direct], chunk=30))
+        del servicer.tamper["StreamProvenance"]
+        again = list(reader.provenance_many([*digests[440:460], direct], chunk=30))
+        assert {r.status for r in again} == {Status.HUMAN_VALIDATED}

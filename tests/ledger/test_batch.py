@@ -333,3 +333,59 @@ def test_non_bytes_input_is_refused(blob: object) -> None:
     field, message = _field_and_message(blob)
     assert field == "batch_digests"
     assert message.startswith("must be bytes, got ")
+
+
+# --- the server's lookup structure: kept tails and the sparse position index -----
+
+
+@fast
+@given(size=st.integers(1, 200), tail_nodes=st.integers(1, 70), salt=st.binary(max_size=4))
+def test_paths_with_kept_tails_match_rfc6962(size: int, tail_nodes: int, salt: bytes) -> None:
+    digests = _digests(size, salt)
+    reference = Reference(digests)
+    tree = BatchTree(encode_batch_digests(digests), tail_nodes=tail_nodes)
+    assert tree.root == reference.root()
+    for index, digest in enumerate(digests):
+        assert tree.position(digest) == index
+        assert tree.hashes(index) == reference.path(index)
+        assert tree.path(digest) == BatchPath(index, size, tuple(reference.path(index)))
+
+
+def test_a_large_batch_keeps_only_its_top_and_answers_every_path() -> None:
+    digests = _digests(5000)
+    reference = Reference(digests)
+    tree = BatchTree(encode_batch_digests(digests))  # 5000 leaves: the tails start one level up
+    for index in (0, 1, 2, 2499, 2500, 4095, 4096, 4998, 4999):
+        assert tree.hashes(index) == reference.path(index)
+    with pytest.raises(InvalidInput):
+        tree.hashes(5000)
+    with pytest.raises(InvalidInput):
+        tree.hashes(-1)
+
+
+def test_position_ignores_a_match_that_straddles_two_digests() -> None:
+    # ``probe`` is spelled by the end of ``a`` and the start of ``b``, neighbours
+    # (both below the probe) in the middle of a block of 16.
+    probe = b"\x85" * 16 + b"\x82" * 16
+    a = b"\x80" * 16 + probe[:16]
+    b = probe[16:] + b"\x00" * 16
+    low = [bytes([i]) * 32 for i in range(1, 4)]
+    high = [bytes([i]) * 32 for i in range(0x90, 0xA4)]
+    digests = [*low, a, b, *high]
+    blob = encode_batch_digests(digests)
+    assert blob.find(probe) == 3 * 32 + 16
+    with pytest.raises(NotFound):
+        BatchTree(blob).position(probe)
+    # With the probe itself in the batch, the straddle comes first in its block.
+    digests = [*low, a, b, probe, *high]
+    blob = encode_batch_digests(digests)
+    assert blob.find(probe) == 3 * 32 + 16
+    tree = BatchTree(blob)
+    assert [tree.position(d) for d in digests] == list(range(len(digests)))
+
+
+@pytest.mark.parametrize("probe", [b"", b"\x00" * 31, b"\xff" * 33])
+def test_position_of_a_wrong_length_digest_is_not_found(probe: bytes) -> None:
+    tree = BatchTree(encode_batch_digests(_digests(40)))
+    with pytest.raises(NotFound):
+        tree.position(probe)
