@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -88,3 +89,28 @@ def test_misshapen_digests_are_refused_with_nothing_written(
     assert store.size == 1
     assert store.lookup_many(POOL) == {POOL[0]: [0]}
     store.close()
+
+
+def test_a_group_mixing_large_and_staged_bulk_entries_indexes_every_digest(tmp_path: Path) -> None:
+    # One batch large enough to be inserted directly, bulk entries staged past
+    # the flush threshold (two flushes), and small entries: every digest found.
+    from anchorlog.ledger.store import _DIRECT_BLOB_ROWS, _STAGED_ROWS
+
+    def digests(tag: bytes, count: int) -> list[bytes]:
+        return [hashlib.sha256(b"%s %d" % (tag, i)).digest() for i in range(count)]
+
+    staged_size = _STAGED_ROWS // 4 + 1  # five of them pass the threshold once
+    shapes = [([], digests(b"big", _DIRECT_BLOB_ROWS))]
+    shapes += [(digests(b"bulk%d" % n, staged_size), []) for n in range(5)]
+    shapes += [(digests(b"small", _SUBJECTS_IN_SQL), []), ([POOL[0]], [])]
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)
+    store.append([_entry(n, direct, batch) for n, (direct, batch) in enumerate(shapes)], now_ms=1, sign=_sign)
+    for index, (direct, batch) in enumerate(shapes):
+        every = [*direct, *batch]
+        probe = [every[0], every[len(every) // 2], every[-1]]
+        assert store.lookup_many(probe) == {d: [index] for d in probe}
+    total = sum(len(set(direct)) + len(set(batch)) for direct, batch in shapes)
+    store.close()
+    conn = sqlite3.connect(tmp_path / "log.db")
+    assert conn.execute("SELECT count(*) FROM subjects").fetchone()[0] == total
+    conn.close()
