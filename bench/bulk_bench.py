@@ -39,6 +39,7 @@ from harness import (
     environment,
     median,
     note,
+    process_cpu_seconds,
     report,
     sample_digest,
     setup_vendor,
@@ -148,18 +149,29 @@ def main() -> None:
                 ("direct", direct_runs, options.subjects, "direct_local_validation_samples_per_s"),
                 ("batch", batch_runs, options.batch_size, "batch_local_validation_samples_per_s"),
             ):
-                rates = []
+                rates, server_cpu, client_cpu = [], [], []
                 profile = options.profile / f"bulk-{shape}.txt" if options.profile else None
                 with ServerProfile(server.process.pid, profile):
                     for r, submissions in enumerate(runs):
+                        # CPU of the server process and of this one (the client threads;
+                        # envelopes were signed before): where the two cores go.
+                        server_before, client_before = process_cpu_seconds(server.process.pid), time.process_time()
                         elapsed = submit_all(server, tokens.vendor, submissions, options.streams, tmp)
-                        rate = len(submissions) * per_envelope / elapsed
-                        note(f"[{shape}] run {r + 1}: {rate:,.0f} samples/s ({len(submissions)} envelopes)")
+                        samples = len(submissions) * per_envelope
+                        server_cpu.append(1e6 * (process_cpu_seconds(server.process.pid) - server_before) / samples)
+                        client_cpu.append(1e6 * (time.process_time() - client_before) / samples)
+                        rate = samples / elapsed
+                        note(
+                            f"[{shape}] run {r + 1}: {rate:,.0f} samples/s ({len(submissions)} envelopes); "
+                            f"CPU per sample: server {server_cpu[-1]:.2f} us, client {client_cpu[-1]:.2f} us"
+                        )
                         rates.append(rate)
                 result: dict[str, object] = {
                     "samples_per_envelope": per_envelope,
                     "envelopes_per_run": len(runs[0]),
                     "attested_samples_per_s": stat(rates, 0),
+                    "server_cpu_us_per_sample": stat(server_cpu, 2),
+                    "client_cpu_us_per_sample": stat(client_cpu, 2),
                     "ratio_to_local_validation": round(median(rates) / baseline[base_key], 3),
                     "target_samples_per_s": TARGET,
                     "meets_target": median(rates) >= TARGET,

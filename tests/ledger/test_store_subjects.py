@@ -91,17 +91,20 @@ def test_misshapen_digests_are_refused_with_nothing_written(
     store.close()
 
 
-def test_a_group_mixing_large_and_staged_bulk_entries_indexes_every_digest(tmp_path: Path) -> None:
-    # One batch large enough to be inserted directly, bulk entries staged past
-    # the flush threshold (two flushes), and small entries: every digest found.
-    from anchorlog.ledger.store import _DIRECT_BLOB_ROWS, _STAGED_ROWS
+def test_a_group_mixing_large_and_merged_bulk_entries_indexes_every_digest(tmp_path: Path) -> None:
+    # One batch large enough to be inserted on its own, bulk entries merged into
+    # two statements (the first passes the row threshold), and small entries:
+    # every digest found under its own entry.
+    from anchorlog.ledger.store import _DIRECT_BLOB_ROWS, _MERGED_ROWS
 
     def digests(tag: bytes, count: int) -> list[bytes]:
         return [hashlib.sha256(b"%s %d" % (tag, i)).digest() for i in range(count)]
 
-    staged_size = _STAGED_ROWS // 4 + 1  # five of them pass the threshold once
+    merged_size = _DIRECT_BLOB_ROWS - 1  # the largest entry that is merged
+    merged_entries = _MERGED_ROWS // merged_size + 2
+    assert (merged_entries - 1) * merged_size >= _MERGED_ROWS
     shapes = [([], digests(b"big", _DIRECT_BLOB_ROWS))]
-    shapes += [(digests(b"bulk%d" % n, staged_size), []) for n in range(5)]
+    shapes += [(digests(b"bulk%d" % n, merged_size), []) for n in range(merged_entries)]
     shapes += [(digests(b"small", _SUBJECTS_IN_SQL), []), ([POOL[0]], [])]
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)
     store.append([_entry(n, direct, batch) for n, (direct, batch) in enumerate(shapes)], now_ms=1, sign=_sign)
@@ -114,3 +117,30 @@ def test_a_group_mixing_large_and_staged_bulk_entries_indexes_every_digest(tmp_p
     conn = sqlite3.connect(tmp_path / "log.db")
     assert conn.execute("SELECT count(*) FROM subjects").fetchone()[0] == total
     conn.close()
+
+
+def test_merged_rows_keep_entry_indices_of_any_size() -> None:
+    # The merged statement carries each row's index as 20 decimal digits.
+    from anchorlog.ledger.store import _SCHEMA, LogStore
+
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(_SCHEMA)
+    runs = [(b"".join(POOL[:3]), 3, 2**63 - 1), (b"".join(POOL[3:5]), 2, 0), (POOL[5], 1, 10**12 + 7)]
+    LogStore._insert_merged(conn, runs, 6)
+    rows = conn.execute("SELECT digest, idx FROM subjects").fetchall()
+    expected = [(d, 2**63 - 1) for d in POOL[:3]] + [(d, 0) for d in POOL[3:5]] + [(POOL[5], 10**12 + 7)]
+    assert sorted(rows) == sorted(expected)
+    assert all(type(idx) is int for _, idx in rows)
+    conn.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.one_of(
+    st.binary(max_size=5000),
+    st.integers(min_value=0, max_value=20_000).map(lambda n: bytes(range(256)) * (n // 256) + b"x" * (n % 256)),
+))
+def test_the_writers_leaf_hash_is_the_leaf_hash(data: bytes) -> None:
+    from anchorlog.ledger.merkle import leaf_hash
+    from anchorlog.ledger.store import _leaf_hash_keeping_gil
+
+    assert _leaf_hash_keeping_gil(data) == leaf_hash(data) == hashlib.sha256(b"\x00" + data).digest()
