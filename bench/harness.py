@@ -7,6 +7,7 @@ so ``python bench/<name>.py`` works from the repository root.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,8 +26,10 @@ from typing import Any, Self
 from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.vendor import ClaimDetails, VendorKeyPair
 from anchorlog.ledger.digests import Canonicalization
+from anchorlog.ledger.ed25519 import verify_signature
 from anchorlog.ledger.predicates import Claim
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 VENDOR = "bench-vendor"
 DETAILS = ClaimDetails(
@@ -122,12 +125,18 @@ def client(server: BenchServer, token: str, state: Path) -> LedgerClient:
 # ------------------------------------------------------------ baselines
 
 
-def ed25519_verify_rate(threads: int, seconds: float = 1.0) -> float:
-    """Raw Ed25519 verifications/s with ``threads`` threads (cryptography drops the GIL)."""
+def ed25519_verify_rate(threads: int, seconds: float = 1.0, *, openssl: bool = False) -> float:
+    """Raw Ed25519 verifications/s with ``threads`` threads: the check anchorlog runs
+    (libsodium, ``ledger.ed25519.verify_signature``), or OpenSSL's through cryptography
+    with ``openssl=True``. Both drop the GIL."""
     key = Ed25519PrivateKey.generate()
-    public = key.public_key()
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     message = b"x" * 400  # about a one-sample PAE
     signature = key.sign(message)
+    if openssl:
+        check = functools.partial(key.public_key().verify, signature, message)
+    else:
+        check = functools.partial(verify_signature, raw, signature, message)
     stop = threading.Event()
     counts = [0] * threads
 
@@ -135,7 +144,7 @@ def ed25519_verify_rate(threads: int, seconds: float = 1.0) -> float:
         n = 0
         while not stop.is_set():
             for _ in range(100):
-                public.verify(signature, message)
+                check()
             n += 100
         counts[slot] = n
 

@@ -72,7 +72,6 @@ from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -363,8 +362,6 @@ class LedgerClient:
         # Threads that check signatures alongside the caller's (see _signers); made on first use.
         self._verifiers: ThreadPoolExecutor | None = None
         self._verifiers_made = threading.Lock()
-        # Vendor public keys loaded for OpenSSL, by their bytes.
-        self._loaded_keys: dict[bytes, Ed25519PublicKey] = {}
         self._predicates = PredicateMemo()
 
     def _fetch_vkey_tofu(self) -> str:
@@ -613,7 +610,6 @@ class LedgerClient:
             assert isinstance(item, DigestClaim)
             results.append(check_provenance(
                 item, ctx.entries, ctx.registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
-                self._loaded_keys,
             ))
         registry = ctx.registry
         if ctx.remember and registry is not None:
@@ -644,7 +640,7 @@ class LedgerClient:
         ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] = {}  # for this registry
         for entry in pending.values():
             try:
-                opened.append(open_attestation_entry(entry, registry, self._loaded_keys, ordered))
+                opened.append(open_attestation_entry(entry, registry, ordered))
             except (VerificationError, InvalidInput):
                 continue
         signers = self._signers(opened)

@@ -40,7 +40,6 @@ from anchorlog.ledger.predicates import (
 )
 from anchorlog.ledger.statement import Statement, parse_statement
 from anchorlog.ledger.status import AttestationFact, Status, derive_status
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = [
     "BatchPathError",
@@ -403,41 +402,26 @@ class OpenedAttestation:
 
     ``verifiers`` are the keys the signature may verify with (the vendor's keys
     valid at the entry, in :func:`~anchorlog.ledger.keys.signing_key`'s order),
-    each with its loaded public key, so that :func:`signer_of` only runs the
-    Ed25519 checks (which release the GIL: other threads can run them).
+    so that :func:`signer_of` only runs the Ed25519 checks (which release the
+    GIL: other threads can run them).
     """
 
     entry: VerifiedEntry
     envelope: Envelope
     statement: Statement
     message: bytes
-    verifiers: tuple[tuple[VendorKey, Ed25519PublicKey | None], ...]
-
-
-def _loaded(key: VendorKey, loaded: dict[bytes, Ed25519PublicKey] | None) -> Ed25519PublicKey | None:
-    """The key loaded for OpenSSL (None if its bytes are not a key: ``signer_of`` then
-    refuses it when it gets to it, as ``verify_envelope`` would)."""
-    known = loaded.get(key.public_key) if loaded is not None else None
-    if known is None:
-        try:
-            known = Ed25519PublicKey.from_public_bytes(key.public_key)
-        except ValueError:
-            return None
-        if loaded is not None:
-            loaded[key.public_key] = known
-    return known
+    verifiers: tuple[VendorKey, ...]
 
 
 def open_attestation_entry(
     entry: VerifiedEntry,
     registry: KeyRegistry,
-    loaded: dict[bytes, Ed25519PublicKey] | None = None,
     ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] | None = None,
 ) -> OpenedAttestation:
     """Everything :func:`check_attestation_entry` checks before the signature.
 
-    ``loaded`` remembers public keys already loaded (by their bytes), ``ordered``
-    the candidate keys per vendor and hints (for this ``registry`` only).
+    ``ordered`` remembers the candidate keys per vendor and hints (for this
+    ``registry`` only).
     """
     if entry.entry.kind is not EntryKind.ATTESTATION:
         raise VerificationError(f"entry {entry.index} is not an attestation")
@@ -448,16 +432,14 @@ def open_attestation_entry(
             f"{statement.predicate_type[:120]!r}, expected {PROVENANCE_V1}"
         )
     keys = valid_signing_keys(envelope, entry.index, entry.entry, registry, ordered)
-    return OpenedAttestation(
-        entry, envelope, statement, envelope.pae(), tuple((k, _loaded(k, loaded)) for k in keys)
-    )
+    return OpenedAttestation(entry, envelope, statement, envelope.pae(), tuple(keys))
 
 
 def signer_of(opened: OpenedAttestation) -> VendorKey | None:
     """The first of ``opened.verifiers`` whose key verifies the envelope, or None."""
-    for key, public in opened.verifiers:
+    for key in opened.verifiers:
         try:
-            verify_envelope(opened.envelope, public or key.public_key, message=opened.message)
+            verify_envelope(opened.envelope, key.public_key, message=opened.message)
         except VerificationError:
             continue
         return key
@@ -490,9 +472,9 @@ def finish_attestation(
 
 
 def check_attestation_entry(
-    entry: VerifiedEntry, registry: KeyRegistry, loaded: dict[bytes, Ed25519PublicKey] | None = None
+    entry: VerifiedEntry, registry: KeyRegistry
 ) -> VerifiedAttestation:
-    opened = open_attestation_entry(entry, registry, loaded)
+    opened = open_attestation_entry(entry, registry)
     return finish_attestation(opened, signer_of(opened))
 
 
@@ -610,7 +592,6 @@ def check_provenance(
     verified: dict[int, VerifiedAttestation] | None = None,
     memo: InclusionMemo | None = None,
     statuses: dict[tuple[tuple[int, bool], ...], Status] | None = None,
-    loaded: dict[bytes, Ed25519PublicKey] | None = None,
 ) -> SampleProvenance:
     """Verify one digest's answer against already-verified entries and key state.
 
@@ -618,8 +599,7 @@ def check_provenance(
     ``registry`` (one batch envelope covers many samples: verify its signature once);
     ``memo`` shares the work of batch paths within one batch; ``statuses`` (only
     used with ``verified``, and emptied with it) remembers the status derived
-    from each combination of those attestations and their revocation; ``loaded``
-    keeps public keys loaded for signature checks.
+    from each combination of those attestations and their revocation.
     """
     attestations = []
     for index, path in claim.hits:
@@ -628,7 +608,7 @@ def check_provenance(
             raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
         attestation = verified.get(index) if verified is not None else None
         if attestation is None:
-            attestation = check_attestation_entry(entry, registry, loaded)
+            attestation = check_attestation_entry(entry, registry)
             if verified is not None:
                 verified[index] = attestation
         check_names_digest(attestation, claim.digest, path, memo)

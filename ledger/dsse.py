@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from anchorlog.ledger.ed25519 import PUBLIC_KEY_BYTES, verify_signature
 from anchorlog.ledger.errors import InvalidInput, VerificationError
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 PAYLOAD_TYPE_INTOTO = "application/vnd.in-toto+json"
@@ -222,33 +222,21 @@ def strict_json(data: bytes, field: str) -> Any:
         raise InvalidInput(field, "is nested too deeply") from None
 
 
-def verify_envelope(
-    envelope: Envelope, public_key: bytes | Ed25519PublicKey, *, message: bytes | None = None
-) -> None:
-    """Raise VerificationError unless a signature verifies with ``public_key`` over PAE.
+def verify_envelope(envelope: Envelope, public_key: bytes, *, message: bytes | None = None) -> None:
+    """Raise VerificationError unless a signature verifies with ``public_key`` (raw 32 bytes) over PAE.
 
-    ``public_key`` may be already loaded, and ``message`` the envelope's PAE
-    already computed (callers that check many envelopes with few keys).
+    Signatures are checked by :func:`~anchorlog.ledger.ed25519.verify_signature`
+    (strict: see that module). ``message`` is the envelope's PAE if the caller
+    already computed it (callers that check one envelope with several keys).
     """
-    if not isinstance(public_key, bytes):  # already loaded (an ABC: isinstance on it is slow)
-        key = public_key
-    else:
-        try:
-            key = Ed25519PublicKey.from_public_bytes(public_key)
-        except ValueError:
-            raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
+    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
+        raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key")
     if message is None:
         message = envelope.pae()
     for signature in envelope.signatures:
-        if len(signature.sig) != 64:
-            continue
-        try:
-            key.verify(signature.sig, message)
-        except InvalidSignature:
-            continue
-        return
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    raise VerificationError(f"no envelope signature verifies with key {ed25519_key_id(raw)[:16]}…")
+        if verify_signature(public_key, signature.sig, message):
+            return
+    raise VerificationError(f"no envelope signature verifies with key {ed25519_key_id(public_key)[:16]}…")
 
 
 def sign_envelope(

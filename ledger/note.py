@@ -26,12 +26,9 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from anchorlog.ledger.ed25519 import verify_signature
 from anchorlog.ledger.errors import InvalidInput, VerificationError
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -211,11 +208,7 @@ class NoteVerifier:
             return False
         if len(signature) != _SIGNATURE_SIZE:
             return False
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, text)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        return verify_signature(self.public_key, signature, text)  # strict: see ledger/ed25519.py
 
 
 class NoteSigner:

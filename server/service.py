@@ -31,6 +31,7 @@ from anchorlog.ledger.dsse import (
     ed25519_key_id,
     pae,
 )
+from anchorlog.ledger.ed25519 import check_public_key
 from anchorlog.ledger.entry import EntryKind, decode_entry
 from anchorlog.ledger.errors import InvalidInput, NotFound
 from anchorlog.ledger.keys import (
@@ -75,7 +76,7 @@ from anchorlog.server.errors import (
     to_status,
 )
 from anchorlog.server.sequencer import SequencedItem, Sequencer
-from anchorlog.server.submissions import PublicKeys, SubmissionLimits, VendorSubmissions
+from anchorlog.server.submissions import SubmissionLimits, VendorSubmissions
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
@@ -358,7 +359,6 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._failures = failures
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
-        self._public_keys = PublicKeys()
         # Vendors repeat one predicate over many one-sample envelopes: each is checked once.
         self._predicates = PredicateMemo()
         self._hint_sources = _HintSources(limits.fact_cache)
@@ -515,7 +515,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         """Each item validated on its own: a bad one is answered with its error, the rest go on."""
         submissions = VendorSubmissions(
             principal.name, registry=self._registry, store=self._store,
-            limits=self._limits.submission, keys=self._public_keys, predicates=self._predicates,
+            limits=self._limits.submission, predicates=self._predicates,
         )
         prepared: list[SequencedItem | BaseException] = []
         for item in items:
@@ -1038,7 +1038,7 @@ class LedgerService(pb_grpc.LedgerServicer):
     def _public_key(value: bytes, field_name: str) -> bytes:
         if len(value) != 32:
             raise InvalidInput(field_name, f"must be a raw 32-byte Ed25519 key, got {len(value)} bytes")
-        return value
+        return check_public_key(value, field_name)
 
     def CreateVendor(self, request: pb.CreateVendorRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
         def handle(principal: Principal) -> pb.KeyEventResponse:

@@ -25,7 +25,6 @@ from anchorlog.ledger.predicates import (
 from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
 from anchorlog.server.errors import Denied
 from anchorlog.server.sequencer import SequencedItem
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 # Clocks differ a little; a claim dated further ahead than this is refused, since
 # verifiers measure a claim's age from it (capped at the integration time).
@@ -39,36 +38,16 @@ class SubmissionLimits:
     max_batch: int = 1_000_000
 
 
-class PublicKeys:
-    """Loaded Ed25519 public keys by raw bytes: loading one costs as much as a tenth of a verify.
-
-    Keys are only ever added by an admin registering them, so this stays small.
-    """
-
-    def __init__(self) -> None:
-        self._loaded: dict[bytes, Ed25519PublicKey] = {}
-
-    def get(self, raw: bytes) -> Ed25519PublicKey:
-        key = self._loaded.get(raw)
-        if key is None:
-            try:
-                key = Ed25519PublicKey.from_public_bytes(raw)
-            except ValueError:
-                raise InvalidInput("public_key", "must be a raw 32-byte Ed25519 public key") from None
-            self._loaded[raw] = key
-        return key
-
-
 def _signing_key(
     attestation: Attestation, message: bytes, vendor_id: str, candidates: list[VendorKey],
-    registry: KeyRegistry, keys: PublicKeys,
+    registry: KeyRegistry,
 ) -> VendorKey:
     envelope = attestation.envelope
     if not candidates:
         raise Denied(f"vendor {vendor_id!r} has no registered keys")
     for key in candidates:
         try:
-            verify_envelope(envelope, keys.get(key.public_key), message=message)
+            verify_envelope(envelope, key.public_key, message=message)
         except VerificationError:
             continue
         return key
@@ -132,7 +111,6 @@ class VendorSubmissions:
         registry: KeyRegistry,
         store: LogStore,
         limits: SubmissionLimits,
-        keys: PublicKeys,
         predicates: PredicateMemo | None = None,
         now: datetime | None = None,
     ) -> None:
@@ -140,7 +118,6 @@ class VendorSubmissions:
         self._registry = registry
         self._store = store
         self._limits = limits
-        self._keys = keys
         self._predicates = predicates
         self._now = now or datetime.now(UTC)
         self._candidates: dict[tuple[str, ...], list[VendorKey]] = {}
@@ -175,7 +152,7 @@ class VendorSubmissions:
         # The signed bytes, computed once: checked against the signature and part of the identity.
         message = attestation.envelope.pae()
         key = _signing_key(
-            attestation, message, vendor_id, self._candidate_keys(attestation), self._registry, self._keys
+            attestation, message, vendor_id, self._candidate_keys(attestation), self._registry
         )
         _check_key_valid(key, moment)
         revokes: tuple[int, ...] = ()

@@ -397,6 +397,17 @@ CASES: dict[str, Case] = {
         lambda w: _rpc(lambda: w.stub.RegisterKey(pb.RegisterKeyRequest(vendor_id="acme", public_key=b"k" * 33),
                                                   metadata=w.admin)),
         INVALID, "must be a raw 32-byte Ed25519 key, got 33 bytes", "public_key"),
+    # The identity point: a small-order key under which OpenSSL accepts one forged
+    # signature for every message (see ledger/ed25519.py).
+    "register-key-small-order": Case(
+        lambda w: _rpc(lambda: w.stub.RegisterKey(
+            pb.RegisterKeyRequest(vendor_id="acme", public_key=b"\x01" + bytes(31)), metadata=w.admin)),
+        INVALID, "is not a usable Ed25519 public key", "public_key"),
+    "rotate-to-small-order-key": Case(
+        lambda w: _rpc(lambda: w.stub.RotateKey(
+            pb.RotateKeyRequest(vendor_id="acme", old_key_id="00" * 32, new_public_key=b"\x01" + bytes(31)),
+            metadata=w.admin)),
+        INVALID, "is not a usable Ed25519 public key", "new_public_key"),
     "register-key-unknown-vendor": Case(
         lambda w: _rpc(lambda: w.stub.RegisterKey(
             pb.RegisterKeyRequest(vendor_id="nobody", public_key=Key.generate().public), metadata=w.admin)),
