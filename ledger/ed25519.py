@@ -9,8 +9,11 @@ every message. So everything accepted here is accepted by those verifiers too
 (a third-party DSSE or signed-note verifier agrees with every acceptance), and
 no weak key verifies anything.
 
-libsodium (through PyNaCl) also checks a signature in about 0.57 of OpenSSL's
-time on this project's machines (bench/micro_bench.py), without the GIL.
+libsodium (through PyNaCl) runs without the GIL, and on this project's 2-core
+machines checks a one-sample envelope or a checkpoint (1.5 KB) in about 0.57 of
+OpenSSL's time (72 vs 127 us). Its SHA-512 is slower, so large messages cost
+more: 429 vs 296 us at 122 KB (a 1,000-subject envelope, about 0.1 us more
+per sample), 3.2 vs 1.5 ms at 1 MB. Most checks are of small messages.
 """
 
 from __future__ import annotations
