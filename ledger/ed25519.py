@@ -19,8 +19,15 @@ per sample), 3.2 vs 1.5 ms at 1 MB. Most checks are of small messages.
 from __future__ import annotations
 
 from anchorlog.ledger.errors import InvalidInput
-from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
+from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_sign_open,
+    has_crypto_core_ed25519,
+)
 from nacl.exceptions import BadSignatureError
+
+if not has_crypto_core_ed25519:  # PyNaCl built against a minimal libsodium: refuse to start
+    raise ImportError("anchorlog needs PyNaCl with libsodium's crypto_core_ed25519 functions (not a minimal build)")
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64

@@ -429,6 +429,10 @@ class LogStore:
         self._writer.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_PAGES * 4096}")
         if not self.read_only:
             self._writer.execute("PRAGMA temp_store=MEMORY")  # the merged subjects statement's sorter
+        # The merged statement reads indices as ASCII digits through CAST, which
+        # decodes a blob in the database's text encoding: only right in UTF-8 (what
+        # this store creates). A file in UTF-16 inserts each entry's rows on its own.
+        self._merge_subjects = self._writer.execute("PRAGMA encoding").fetchone()[0] == "UTF-8"
         self._migrate()
         try:
             self._size, self._frontier, self._last_hash = self._load_tree()
@@ -788,7 +792,7 @@ class LogStore:
             rows = 0
             for blob, index in subject_blobs:
                 count = len(blob) // 32
-                if count >= _DIRECT_BLOB_ROWS:
+                if count >= _DIRECT_BLOB_ROWS or not self._merge_subjects:
                     conn.execute(_INSERT_SUBJECT_BLOB, (blob, count, index))
                     continue
                 merged.append((blob, count, index))

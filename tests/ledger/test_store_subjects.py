@@ -144,3 +144,22 @@ def test_the_writers_leaf_hash_is_the_leaf_hash(data: bytes) -> None:
     from anchorlog.ledger.store import _leaf_hash_keeping_gil
 
     assert _leaf_hash_keeping_gil(data) == leaf_hash(data) == hashlib.sha256(b"\x00" + data).digest()
+
+
+def test_a_utf16_database_indexes_merged_bulk_entries_under_their_own_index(tmp_path: Path) -> None:
+    # The merged statement reads indices as text through CAST, which decodes in the
+    # file's encoding; a UTF-16 file (made by another tool) inserts entry by entry.
+    path = tmp_path / "log.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA encoding = 'UTF-16le'")
+    conn.execute("CREATE TABLE made_elsewhere (x)")
+    conn.commit()
+    conn.close()
+    shapes = [
+        ([hashlib.sha256(b"%d %d" % (n, i)).digest() for i in range(_SUBJECTS_IN_SQL)], []) for n in range(3)
+    ]
+    store = LogStore(path, origin=ORIGIN)
+    store.append([_entry(n, direct, batch) for n, (direct, batch) in enumerate(shapes)], now_ms=1, sign=_sign)
+    for index, (direct, _) in enumerate(shapes):
+        assert store.lookup_many(direct) == {d: [index] for d in direct}
+    store.close()
