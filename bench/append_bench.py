@@ -171,11 +171,10 @@ def phase(
         [factory.envelope(sample_digest(f"{name}-run{r}", i)) for i in range(options.per_run)]
         for r in range(options.runs + 1)
     ]
-    # One warm-up run as long as a measured one (connections, caches), not counted: a
-    # server that has just opened a 10^6-entry log reads the index pages its first
-    # ~10^4 inserts touch from disk (the first run measured 0.6x the next ones with a
-    # quarter-length warm-up). The target is about a running server; cold start is
-    # scale_bench.py's figure.
+    # One warm-up run as long as a measured one (connections, caches), not counted.
+    # On a log of 10^6 entries built by loader.py the first measured run is still
+    # about 0.6x the next ones, as it was with a quarter-length warm-up (not
+    # explained yet; the median of three runs is reported, each run is printed).
     run_once(server, token, batches[0], options.streams, options.procs, tmp / f"{name}-w", options.per_request)
     rates: list[float] = []
     server_cpu: list[float] = []
