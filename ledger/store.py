@@ -175,12 +175,13 @@ _MERGED_BLOB_ROWS = (
     "INSERT OR IGNORE INTO subjects(digest, idx) "
     "SELECT substr(?1, i * 32 + 1, 32), CAST(substr(?3, i * 20 + 1, 20) AS INTEGER) FROM n ORDER BY 1, 2"
 )
-# Rows per merged statement (about 85 bytes of memory each while sorted).
+# Rows per merged statement (52 bytes of parameters each, plus the sorter's copy).
 _MERGED_ROWS = 1 << 18
 # An entry with at least this many digests is inserted on its own: it is sorted
 # and long enough that its own pass is as good, and merging costs a copy and a
-# sort (100,000-digest batches: 2.7-3.0 us/row alone, 3.8-3.9 merged; 10,000-
-# digest entries: 5.8 alone, 3.5 merged).
+# sort (measured with the temporary table this statement replaced: 100,000-
+# digest batches 2.7-3.0 us/row alone, 3.8-3.9 sorted together; 10,000-digest
+# entries 5.8 alone, 3.5 together).
 _DIRECT_BLOB_ROWS = 1 << 16
 # hashlib releases the GIL while it hashes this many bytes or more (CPython's
 # HASHLIB_GIL_MINSIZE); see _leaf_hash_keeping_gil.
