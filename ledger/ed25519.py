@@ -57,8 +57,10 @@ def check_public_key(public_key: bytes, field: str = "public_key") -> bytes:
     group (canonical, on the curve, not of small order), which every key made by
     Ed25519 key generation is.
     """
-    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
-        raise InvalidInput(field, f"must be a raw {PUBLIC_KEY_BYTES}-byte Ed25519 public key")
+    if type(public_key) is not bytes:
+        raise InvalidInput(field, f"must be a raw {PUBLIC_KEY_BYTES}-byte Ed25519 key, got {type(public_key).__name__}")
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        raise InvalidInput(field, f"must be a raw {PUBLIC_KEY_BYTES}-byte Ed25519 key, got {len(public_key)} bytes")
     if not crypto_core_ed25519_is_valid_point(public_key):
         raise InvalidInput(
             field,

@@ -49,6 +49,7 @@ from anchorlog.ledger.merkle import (
     node_hash,
     range_nodes,
 )
+from anchorlog.ledger.merkle.hashing import LEAF_PREFIX
 
 # 2: subjects.dedup (added in place to version-1 files on their first writable open).
 SCHEMA_VERSION = 2
@@ -198,7 +199,7 @@ def _leaf_hash_keeping_gil(data: bytes) -> bytes:
     """
     if len(data) < _HASHLIB_GIL_MINSIZE:
         return leaf_hash(data)
-    digest = hashlib.sha256(b"\x00")
+    digest = hashlib.sha256(LEAF_PREFIX)
     piece = _HASHLIB_GIL_MINSIZE - 1
     view = memoryview(data)
     for start in range(0, len(data), piece):

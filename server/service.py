@@ -1034,12 +1034,6 @@ class LedgerService(pb_grpc.LedgerServicer):
             raise InvalidInput("not_after", "must be after not_before")
         return start, end
 
-    @staticmethod
-    def _public_key(value: bytes, field_name: str) -> bytes:
-        if len(value) != 32:
-            raise InvalidInput(field_name, f"must be a raw 32-byte Ed25519 key, got {len(value)} bytes")
-        return check_public_key(value, field_name)
-
     def CreateVendor(self, request: pb.CreateVendorRequest, context: grpc.ServicerContext) -> pb.KeyEventResponse:
         def handle(principal: Principal) -> pb.KeyEventResponse:
             check_vendor_id(request.vendor_id)
@@ -1061,7 +1055,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             event = KeyEvent(
                 type=KeyEventType.KEY_REGISTERED,
                 vendor_id=request.vendor_id,
-                public_key=self._public_key(request.public_key, "public_key"),
+                public_key=check_public_key(request.public_key, "public_key"),
                 not_before=start,
                 not_after=end,
             )
@@ -1078,7 +1072,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             event = KeyEvent(
                 type=KeyEventType.KEY_ROTATED,
                 vendor_id=request.vendor_id,
-                public_key=self._public_key(request.new_public_key, "new_public_key"),
+                public_key=check_public_key(request.new_public_key, "new_public_key"),
                 old_key_id=request.old_key_id,
                 not_before=start,
                 not_after=end,
