@@ -703,12 +703,23 @@ class LedgerClient:
         return result
 
     def provenance_many(
-        self, digests: Iterable[bytes], *, chunk: int = 2000, bundle: list[Bundle] | None = None
+        self,
+        digests: Iterable[bytes],
+        *,
+        chunk: int = 2000,
+        bundle: list[Bundle] | None = None,
+        status_hints: bool = False,
     ) -> Iterator[SampleProvenance]:
         """Verified provenance of many digests, streamed against one checkpoint.
 
         Results come in input order. With ``bundle`` (a list), a Bundle of
         everything received is appended to it when the stream ends.
+
+        Each result's ``status`` is derived here from verified entries; the
+        server's own reading (``server_status_hint``) is asked for only with
+        ``status_hints``, since it costs the server a parse of every envelope
+        it names. Without it the hints are empty (a server older than the
+        ``omit_status_hints`` query field still sends them).
         """
         ctx = _StreamContext(keep_claims=bundle is not None)
         first_size = self._trusted_size()
@@ -716,6 +727,7 @@ class LedgerClient:
         # Set by the request thread once every digest was sent: the server can only
         # end the stream after that, so an end before it is a server dropping queries.
         finished: list[bool] = []
+        omit = not status_hints
 
         def requests() -> Iterator[pb.ProvenanceQuery]:
             batch: list[bytes] = []
@@ -727,11 +739,11 @@ class LedgerClient:
                 batch.append(digest)
                 if len(batch) >= (sizes[len(asked)] if len(asked) < len(sizes) else chunk):
                     asked.append(batch)
-                    yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size)
+                    yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size, omit_status_hints=omit)
                     batch = []
             if batch:
                 asked.append(batch)
-                yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size)
+                yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size, omit_status_hints=omit)
             finished.append(True)
 
         answered = 0

@@ -122,6 +122,7 @@ class SampleProvenance:
     attestations: tuple[VerifiedAttestation, ...]
     revoked_entries: frozenset[int]
     checkpoint: VerifiedCheckpoint
+    # The server's own, unverified reading; empty unless asked for (``status_hints``).
     server_status_hint: str = ""
 
     def facts(self) -> list[AttestationFact]:

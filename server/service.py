@@ -713,10 +713,17 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._batch_trees.get(index, build)
 
     def _provenance(
-        self, digests: Iterable[bytes], size: int, sent: set[int], response: pb.ProvenanceResponse
+        self,
+        digests: Iterable[bytes],
+        size: int,
+        sent: set[int],
+        response: pb.ProvenanceResponse,
+        *,
+        hints: bool = True,
     ) -> None:
         """Add the answer about ``digests`` to ``response``: its records, then the entries
-        not yet ``sent`` with their proofs, in index order.
+        not yet ``sent`` with their proofs, in index order. Without ``hints`` every
+        record's status hint stays empty and no envelope is parsed.
 
         Everything is built in place: a message built on its own and then added to a
         repeated field is copied (most of the protobuf time of a per-sample answer).
@@ -761,6 +768,8 @@ class LedgerService(pb_grpc.LedgerServicer):
                 record.revocation_indices.extend(ordered)
                 for index, stored in self._store.entries_by_index(ordered).items():
                     needed[index] = stored
+            if not hints:
+                continue
             key = tuple(shape)
             hint = hint_of.get(key)
             if hint is None:
@@ -864,7 +873,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if consistency is not None:
                         response.consistency.CopyFrom(consistency)
                     first = False
-                self._provenance(query.digests, cp.size, sent, response)
+                self._provenance(query.digests, cp.size, sent, response, hints=not query.omit_status_hints)
                 yield response
 
         return self._guard_stream("StreamProvenance", context, handle)

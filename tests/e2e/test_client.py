@@ -592,6 +592,18 @@ def test_status_hint_of_the_server_is_ignored(world: World, proxy: tuple[str, _T
     assert result.server_status_hint == "human-created"
 
 
+def test_provenance_many_asks_for_status_hints_only_when_told(world: World) -> None:
+    direct, batched = _attested(world)
+    asked = [direct, batched, hash_text(f"nobody {world.vendor_id}")]
+    with world.client(world.reader_token, "reader") as reader:
+        plain = list(reader.provenance_many(asked))
+        hinted = list(reader.provenance_many(asked, status_hints=True))
+    expected = [Status.HUMAN_VALIDATED, Status.HUMAN_VALIDATED, Status.UNKNOWN]
+    assert [r.status for r in plain] == [r.status for r in hinted] == expected
+    assert [r.server_status_hint for r in plain] == ["", "", ""]
+    assert [r.server_status_hint for r in hinted] == [str(s) for s in expected]
+
+
 def test_trust_on_first_use_only_when_asked_and_then_pinned(
     world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
 ) -> None:

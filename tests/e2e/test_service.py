@@ -277,6 +277,32 @@ def test_stream_provenance_sends_each_entry_once(world: World) -> None:
             verify_proved(proved, cp.size, cp.root_hash)
 
 
+def test_stream_provenance_omits_status_hints_per_message_when_asked(world: World) -> None:
+    key = world.keys["acme"]
+    batch_digests = sorted(fresh_digests("hintless-batch", 4))
+    lone = fresh_digests("hintless-lone", 1)[0]
+    _, direct = world.submit_ok("acme", attest_batch(key, batch_digests), attest(key, [lone]))
+    world.submit_ok("acme", revoke(key, [(direct.entry.entry.index, leaf_hash(direct.entry.entry.data))]))
+    asked = [*batch_digests, lone, b"\xee" * 32]
+
+    def stream(*omit: bool) -> list[pb.ProvenanceResponse]:
+        queries = [pb.ProvenanceQuery(digests=asked, omit_status_hints=o) for o in omit]
+        return list(world.stub.StreamProvenance(iter(queries), metadata=world.md("reader")))
+
+    with_hints, without = stream(False)[0], stream(True)[0]
+    assert [d.status_hint for d in with_hints.digests] == ["human-validated"] * 4 + ["revoked", "unknown"]
+    assert [d.status_hint for d in without.digests] == [""] * len(asked)
+    # Only the hints differ: the same records, entries and proofs.
+    for record in with_hints.digests:
+        record.status_hint = ""
+    assert without == with_hints
+    # Read from every message of a stream, not only the first.
+    mixed = stream(True, False, True)
+    assert [[d.status_hint for d in r.digests] for r in mixed] == [
+        [""] * 6, ["human-validated"] * 4 + ["revoked", "unknown"], [""] * 6,
+    ]
+
+
 def test_get_entries_pages_and_bounds(world: World) -> None:
     world.submit_ok("acme", *(attest(world.keys["acme"], fresh_digests(f"page-{i}", 1)) for i in range(3)))
     size, root = world.head()

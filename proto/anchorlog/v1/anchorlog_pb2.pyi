@@ -130,12 +130,14 @@ class GetProvenanceRequest(_message.Message):
     def __init__(self, digest: _Optional[bytes] = ..., trusted_size: _Optional[int] = ...) -> None: ...
 
 class ProvenanceQuery(_message.Message):
-    __slots__ = ("digests", "trusted_size")
+    __slots__ = ("digests", "trusted_size", "omit_status_hints")
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OMIT_STATUS_HINTS_FIELD_NUMBER: _ClassVar[int]
     digests: _containers.RepeatedScalarFieldContainer[bytes]
     trusted_size: int
-    def __init__(self, digests: _Optional[_Iterable[bytes]] = ..., trusted_size: _Optional[int] = ...) -> None: ...
+    omit_status_hints: bool
+    def __init__(self, digests: _Optional[_Iterable[bytes]] = ..., trusted_size: _Optional[int] = ..., omit_status_hints: _Optional[bool] = ...) -> None: ...
 
 class DigestHit(_message.Message):
     __slots__ = ("entry_index", "batch_path")
