@@ -129,13 +129,14 @@ def main() -> None:
             )
         return repeats * samples / (time.perf_counter() - started)
 
+    # A shape with no envelopes (``--direct-envelopes 0`` or ``--batch-envelopes 0``) is skipped.
     baseline = {
-        "direct_local_validation_samples_per_s": median(
-            [local_rate(direct_runs[0][0], options.subjects) for _ in range(options.runs)]
-        ),
-        "batch_local_validation_samples_per_s": median(
-            [local_rate(batch_runs[0][0], options.batch_size) for _ in range(options.runs)]
-        ),
+        name: median([local_rate(runs[0][0], samples) for _ in range(options.runs)])
+        for name, runs, samples in (
+            ("direct_local_validation_samples_per_s", direct_runs, options.subjects),
+            ("batch_local_validation_samples_per_s", batch_runs, options.batch_size),
+        )
+        if runs[0]
     }
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="anchorlog-bulk-") as tmp_name:
@@ -149,6 +150,8 @@ def main() -> None:
                 ("direct", direct_runs, options.subjects, "direct_local_validation_samples_per_s"),
                 ("batch", batch_runs, options.batch_size, "batch_local_validation_samples_per_s"),
             ):
+                if not runs[0]:
+                    continue
                 rates, server_cpu, client_cpu = [], [], []
                 profile = options.profile / f"bulk-{shape}.txt" if options.profile else None
                 with ServerProfile(server.process.pid, profile):
