@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn, Self
@@ -37,6 +39,7 @@ from anchorlog.client.state import (
     pinned_vkey,
 )
 from anchorlog.client.verify import (
+    BatchPathError,
     CheckpointError,
     CheckpointMemo,
     DigestClaim,
@@ -49,6 +52,7 @@ from anchorlog.client.verify import (
     VerifiedAttestation,
     VerifiedCheckpoint,
     VerifiedEntry,
+    check_attestation_entry,
     check_batched_sample,
     check_checkpoint,
     check_consistency,
@@ -68,6 +72,7 @@ from anchorlog.ledger.errors import (
     VerificationError,
 )
 from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, VendorKey, open_key_event
+from anchorlog.ledger.merkle import inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
@@ -283,6 +288,61 @@ class _StreamContext:
     )
     # Single lookups share verified attestations across calls (see LedgerClient._attested).
     remember: bool = False
+
+
+@dataclass(frozen=True)
+class _BatchedColumns:
+    """``ProvenanceResponse.batched``, read and checked for shape (not yet verified)."""
+
+    positions: list[int]
+    entry_indices: list[int]
+    leaf_indices: list[int]
+    path_hashes: bytes
+    status_hints: dict[int, str]
+
+    @classmethod
+    def read(
+        cls, response: pb.ProvenanceResponse, asked: Sequence[bytes] | None, keep_claims: bool
+    ) -> _BatchedColumns:
+        if asked is None or keep_claims:
+            raise VerificationError("the server answered in batched columns, which this query did not ask for")
+        given = response.batched
+        columns = cls(
+            positions=list(given.positions),
+            entry_indices=list(given.entry_indices),
+            leaf_indices=list(given.leaf_indices),
+            path_hashes=given.path_hashes,
+            status_hints=dict(given.status_hints),
+        )
+        counts = {len(columns.positions), len(columns.entry_indices), len(columns.leaf_indices)}
+        if len(counts) != 1:
+            raise VerificationError(
+                f"batched answer: {len(columns.positions)} positions, {len(columns.entry_indices)} entries and "
+                f"{len(columns.leaf_indices)} leaves differ in number"
+            )
+        positions = columns.positions
+        if not all(map(operator.lt, positions, islice(positions, 1, None))) or (
+            positions and positions[-1] >= len(asked)
+        ):
+            raise VerificationError(
+                f"batched answer: positions are not ascending below the {len(asked)} digests asked"
+            )
+        answered = len(positions) + len(response.digests)
+        if answered != len(asked):
+            raise VerificationError(f"asked about {len(asked)} digests, the server answered {answered}")
+        return columns
+
+    def merge(self, records: list[SampleProvenance], batched: list[SampleProvenance]) -> list[SampleProvenance]:
+        """Both answers in the query's order: the batched ones at their positions, the records in between."""
+        merged: list[SampleProvenance] = []
+        taken = 0
+        for position, result in zip(self.positions, batched, strict=True):
+            gap = position - len(merged)
+            merged.extend(records[taken : taken + gap])
+            taken += gap
+            merged.append(result)
+        merged.extend(records[taken:])
+        return merged
 
 
 class LedgerClient:
@@ -507,7 +567,11 @@ class LedgerClient:
         assert isinstance(response, pb.WhoAmIResponse)
         return response.principal, ROLE_NAMES.get(response.role, "unknown")
 
-    def _absorb(self, response: pb.ProvenanceResponse, ctx: _StreamContext) -> list[SampleProvenance]:
+    def _absorb(
+        self, response: pb.ProvenanceResponse, ctx: _StreamContext, asked: Sequence[bytes] | None = None
+    ) -> list[SampleProvenance]:
+        """The verified results of one answer, in the query's order (``asked``, the
+        digests of a query that asked for batched columns; None for one that did not)."""
         if response.HasField("checkpoint"):
             ctx.checkpoint = self._advance(response.checkpoint.note, list(response.consistency.hashes))
         if ctx.checkpoint is None:
@@ -588,6 +652,11 @@ class LedgerClient:
             if ctx.keep_claims:
                 ctx.claims[claim.digest] = claim
             items.append(claim)
+        columns = _BatchedColumns.read(response, asked, ctx.keep_claims) if response.HasField("batched") else None
+        if columns is not None:
+            named.update(columns.entry_indices)
+        elif asked is not None and len(response.digests) != len(asked):
+            raise VerificationError(f"asked about {len(asked)} digests, the server answered {len(response.digests)}")
         self._verify_attestations(named, ctx)
         assert ctx.registry is not None
         results = []
@@ -611,6 +680,9 @@ class LedgerClient:
             results.append(check_provenance(
                 item, ctx.entries, ctx.registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
             ))
+        if columns is not None:
+            assert asked is not None
+            results = columns.merge(results, self._check_columns(columns, asked, ctx))
         registry = ctx.registry
         if ctx.remember and registry is not None:
             for index, attestation in ctx.attestations.items():
@@ -618,6 +690,66 @@ class LedgerClient:
                     self._attested.clear()
                 self._attested[(index, attestation.entry.leaf_hash)] = (registry, attestation)
         return results
+
+    def _check_columns(
+        self, columns: _BatchedColumns, asked: Sequence[bytes], ctx: _StreamContext
+    ) -> list[SampleProvenance]:
+        """Each batched sample checked like a record naming one entry through a batch path.
+
+        The usual case goes through ``check_batched_sample``; anything it does not
+        accept is checked again by ``check_provenance``, which refuses it with its
+        own error (or accepts it).
+        """
+        registry, checkpoint = ctx.registry, ctx.checkpoint
+        assert registry is not None and checkpoint is not None
+        blob = columns.path_hashes
+        offset = 0
+        out = []
+        for k, (position, index, leaf) in enumerate(
+            zip(columns.positions, columns.entry_indices, columns.leaf_indices, strict=True)
+        ):
+            digest = asked[position]
+            attestation = ctx.attestations.get(index)
+            if attestation is None:
+                entry = ctx.entries.get(index)
+                if entry is None:
+                    raise VerificationError(f"server named entry {index} for {digest.hex()} without proof")
+                attestation = ctx.attestations[index] = check_attestation_entry(entry, registry)
+            batch = attestation.predicate.batch
+            if batch is None:
+                raise BatchPathError(f"entry {index}: server sent a batch path for a direct statement")
+            if not leaf < batch.size:
+                raise BatchPathError(
+                    f"entry {index}: batch path leaf {leaf} for {digest.hex()} is outside the signed batch of "
+                    f"{batch.size}"
+                )
+            end = offset + 32 * inclusion_proof_length(leaf, batch.size)
+            if end > len(blob):
+                raise VerificationError(f"batched answer: the path hashes end inside sample {k}'s path")
+            packed = blob[offset:end]
+            offset = end
+            hint = columns.status_hints.get(index, "")
+            result = check_batched_sample(
+                digest, index, leaf, batch.size, packed, hint, checkpoint, ctx.attestations,
+                ctx.batch_roots, self._paths, ctx.statuses,
+            )
+            if result is None:
+                hashes = tuple(packed[i : i + 32] for i in range(0, len(packed), 32))
+                claim = DigestClaim(
+                    digest=digest,
+                    hits=((index, BatchPath(leaf_index=leaf, batch_size=batch.size, hashes=hashes)),),
+                    revocation_indices=(),
+                    status_hint=hint,
+                )
+                result = check_provenance(
+                    claim, ctx.entries, registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
+                )
+            out.append(result)
+        if offset != len(blob):
+            raise VerificationError(
+                f"batched answer: {len(blob) - offset} bytes of path hashes beyond the samples' paths"
+            )
+        return out
 
     def _verify_attestations(self, named: Iterable[int], ctx: _StreamContext) -> None:
         """Check the signatures of the attestations at the indices ``named`` by answers, for the first time,
@@ -728,6 +860,8 @@ class LedgerClient:
         # end the stream after that, so an end before it is a server dropping queries.
         finished: list[bool] = []
         omit = not status_hints
+        # A bundle keeps every sample's claim with its own path: records then.
+        columns = bundle is None
 
         def requests() -> Iterator[pb.ProvenanceQuery]:
             batch: list[bytes] = []
@@ -739,11 +873,15 @@ class LedgerClient:
                 batch.append(digest)
                 if len(batch) >= (sizes[len(asked)] if len(asked) < len(sizes) else chunk):
                     asked.append(batch)
-                    yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size, omit_status_hints=omit)
+                    yield pb.ProvenanceQuery(
+                        digests=batch, trusted_size=first_size, omit_status_hints=omit, batched_columns=columns
+                    )
                     batch = []
             if batch:
                 asked.append(batch)
-                yield pb.ProvenanceQuery(digests=batch, trusted_size=first_size, omit_status_hints=omit)
+                yield pb.ProvenanceQuery(
+                    digests=batch, trusted_size=first_size, omit_status_hints=omit, batched_columns=columns
+                )
             finished.append(True)
 
         answered = 0
@@ -752,8 +890,8 @@ class LedgerClient:
             for number, response in enumerate(responses):
                 if number >= len(asked):
                     raise VerificationError("stream answered more queries than were asked")
-                results = self._absorb(response, ctx)
                 expected = asked[number]
+                results = self._absorb(response, ctx, expected if columns else None)
                 if [r.digest for r in results] != expected:
                     raise VerificationError("stream answered different digests than asked")
                 answered = number + 1

@@ -239,6 +239,8 @@ class InclusionMemo:
         self._trees: dict[
             tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, tuple[bytes, ...]]]]
         ] = {}
+        # The same for packed paths (verify_packed): the rest of a path is one bytes.
+        self._packed_trees: dict[tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, bytes]]]] = {}
         self._max_trees = trees
 
     def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
@@ -289,6 +291,69 @@ class InclusionMemo:
                 # node_hash, inlined: one concatenation and one call (the loop is per sample).
                 r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
                 used += 1
+            fn >>= 1
+            sn >>= 1
+            level += 1
+        else:
+            if not hmac.compare_digest(r, root):
+                raise VerificationError(
+                    f"inclusion proof for leaf {index} leads to root {r.hex()}, "
+                    f"not to the expected root of the tree of size {size}"
+                )
+        if learned is not None:
+            for node_key, node, rest in learned:
+                nodes[node_key] = (node, rest)
+
+
+    def verify_packed(self, leaf: bytes, index: int, size: int, path: bytes, root: bytes) -> None:
+        """:meth:`verify` of a path given as its hashes concatenated (32 bytes each, leaf first).
+
+        Accepts and refuses exactly what ``verify`` does with the path cut into
+        32-byte hashes, without cutting the part above a remembered node.
+        """
+        if (
+            type(path) is not bytes or len(path) & 31
+            or not isinstance(size, int) or not isinstance(index, int) or not 0 <= index < size
+            or size <= _MEMO_MIN_SIZE or not isinstance(root, bytes)
+            or not isinstance(leaf, bytes) or len(leaf) != 32
+        ):
+            proof = [path[i : i + 32] for i in range(0, len(path), 32)] if isinstance(path, bytes) else path
+            self.verify(leaf, index, size, proof, root)  # refuses it, saying why (or accepts it)
+            return
+        expected = inclusion_proof_length(index, size)
+        if len(path) != 32 * expected:
+            check_proof_shape([path[i : i + 32] for i in range(0, len(path), 32)], expected, _what(index, size))
+        key = (size, root)
+        tree = self._packed_trees.get(key)
+        if tree is None:
+            if len(self._packed_trees) >= self._max_trees:
+                self._packed_trees.pop(next(iter(self._packed_trees)), None)
+            depth = (size - 1).bit_length()
+            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
+            tree = self._packed_trees[key] = (cuts, {})
+        cuts, nodes = tree
+        # As in verify; ``at`` is the offset of the next unused hash.
+        fn, sn, level, at = index, size - 1, 0, 0
+        r = leaf
+        learned: list[tuple[int, bytes, bytes]] | None = None
+        while sn:
+            if level in cuts:
+                rest = path[at:]
+                known = nodes.get(fn << 6 | level)
+                if known is not None:
+                    if known[0] != r or known[1] != rest:
+                        raise VerificationError(
+                            f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
+                            "or the rest of its path differs from the proved ones)"
+                        )
+                    break
+                if learned is None:
+                    learned = []
+                learned.append((fn << 6 | level, r, rest))
+            if fn & 1 or fn < sn:
+                p = path[at : at + 32]
+                r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
+                at += 32
             fn >>= 1
             sn >>= 1
             level += 1
@@ -648,7 +713,7 @@ def check_batched_sample(
     index: int,
     leaf_index: int,
     batch_size: int,
-    hashes: tuple[bytes, ...],
+    hashes: tuple[bytes, ...] | bytes,
     status_hint: str,
     checkpoint: VerifiedCheckpoint,
     verified: Mapping[int, VerifiedAttestation],
@@ -659,8 +724,8 @@ def check_batched_sample(
     """``check_provenance`` of the usual bulk answer, without its general machinery.
 
     The answer names one entry, through a batch path (``leaf_index``,
-    ``batch_size``, ``hashes``), and no revocation; the
-    entry's attestation is already in ``verified`` (signature checked against
+    ``batch_size``, ``hashes``: a tuple, or packed into one bytes as batched
+    columns carry them), and no revocation; the entry's attestation is already in ``verified`` (signature checked against
     this stream's registry). The sample's path is still checked up to the signed
     batch root and size. ``roots`` keeps, with the attestation object they were
     read from, its batch root, signed size, and the status of a sample it alone
@@ -689,7 +754,10 @@ def check_batched_sample(
     if batch_size != known[2]:
         return None
     try:
-        memo.verify(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
+        if type(hashes) is bytes:  # packed (a batched answer's columns)
+            memo.verify_packed(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
+        else:
+            memo.verify(sha256(b"\x00" + digest).digest(), leaf_index, batch_size, hashes, known[1])
     except (VerificationError, InvalidInput, TypeError, ValueError):
         return None
     return SampleProvenance(

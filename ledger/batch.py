@@ -133,6 +133,7 @@ class BatchTree:
         self._fence = [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), _FENCE_STRIDE * DIGEST_SIZE)]
         cut = next(n for n, level in enumerate(levels) if len(level) // 32 <= max(1, tail_nodes))
         self._lower = tuple(levels[:cut])
+        self._lower_lengths = tuple((level, len(level)) for level in self._lower)
         # tails[i]: the path hashes above node i of level ``cut``, bottom-up.
         tails: list[tuple[bytes, ...]] = [()]
         for level in reversed(levels[cut:-1]):
@@ -142,6 +143,7 @@ class BatchTree:
                 for i in range(count)
             ]
         self._tails = tuple(tails)
+        self._packed_tails = tuple(b"".join(t) for t in tails)
 
     @property
     def root(self) -> bytes:
@@ -150,7 +152,7 @@ class BatchTree:
     @property
     def cached_bytes(self) -> int:
         """About what the tree holds in memory beyond the digests and levels."""
-        return 80 * len(self._fence) + sum(60 + 72 * len(t) for t in self._tails)
+        return 80 * len(self._fence) + sum(93 + 104 * len(t) for t in self._tails)
 
     def position(self, digest: bytes) -> int:
         """Index of ``digest`` in the sorted batch, or NotFound."""
@@ -181,6 +183,20 @@ class BatchTree:
             node >>= 1
         out.extend(self._tails[node])
         return out
+
+    def packed_hashes(self, index: int) -> bytes:
+        """``hashes(index)`` concatenated, 32 bytes each: one object for the wire."""
+        if not 0 <= index < self.size:
+            raise InvalidInput("leaf_index", f"{index} is outside a batch of {self.size}")
+        out = []
+        node = index
+        for level, length in self._lower_lengths:
+            sibling = (node ^ 1) << 5
+            if sibling < length:
+                out.append(level[sibling : sibling + 32])
+            node >>= 1
+        out.append(self._packed_tails[node])
+        return b"".join(out)
 
     def path(self, digest: bytes) -> BatchPath:
         index = self.position(digest)

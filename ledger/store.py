@@ -24,7 +24,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.request import pathname2url
 
 from anchorlog.ledger.checkpoint import Checkpoint
@@ -242,9 +242,12 @@ class StoredEntry:
     leaf_hash: bytes
 
 
-@dataclass(frozen=True)
-class SubjectHit:
-    """An entry naming a digest (see :meth:`LogStore.lookup_hits`)."""
+class SubjectHit(NamedTuple):
+    """An entry naming a digest (see :meth:`LogStore.lookup_hits`).
+
+    A named tuple: a bulk lookup makes one per digest, and it is built several
+    times faster than a frozen dataclass (immutable all the same).
+    """
 
     index: int
     batched: bool

@@ -720,10 +720,12 @@ class LedgerService(pb_grpc.LedgerServicer):
         response: pb.ProvenanceResponse,
         *,
         hints: bool = True,
+        columns: bool = False,
     ) -> None:
         """Add the answer about ``digests`` to ``response``: its records, then the entries
         not yet ``sent`` with their proofs, in index order. Without ``hints`` every
-        record's status hint stays empty and no envelope is parsed.
+        record's status hint stays empty and no envelope is parsed. With ``columns``
+        the digests found through one batch root only go in ``response.batched``.
 
         Everything is built in place: a message built on its own and then added to a
         repeated field is copied (most of the protobuf time of a per-sample answer).
@@ -740,9 +742,36 @@ class LedgerService(pb_grpc.LedgerServicer):
         all_revocations = self._store.revocations(flagged, below=size) if flagged else {}
         # Many digests share their entries (a batch): one status hint per distinct shape.
         hint_of: dict[tuple[tuple[int, bool], ...], str] = {}
+
+        def hint_for(shape: tuple[tuple[int, bool], ...]) -> str:
+            hint = hint_of.get(shape)
+            if hint is None:
+                facts = [self._fact(entries[index], revoked) for index, revoked in shape]
+                hint = hint_of[shape] = str(derive_status(facts))
+            return hint
+
         trees: dict[int, BatchTree] = {}  # this message's batches, without the shared cache's lock
+        # The batched columns: position in the query, entry, leaf, and each path packed.
+        positions: list[int] = []
+        batch_entries: list[int] = []
+        leaves: list[int] = []
+        path_hashes: list[bytes] = []
         add_record = response.digests.add
-        for digest in digests:
+        for position, digest in enumerate(digests):
+            if columns:
+                found_list = found_of.get(digest, ())
+                if len(found_list) == 1 and found_list[0].batched and not all_revocations.get(found_list[0].index):
+                    index = found_list[0].index
+                    tree = trees.get(index)
+                    if tree is None:
+                        tree = trees[index] = self._batch_tree(index)
+                    leaf = tree.position(digest)
+                    positions.append(position)
+                    batch_entries.append(index)
+                    leaves.append(leaf)
+                    path_hashes.append(tree.packed_hashes(leaf))
+                    needed[index] = entries[index]
+                    continue
             record = add_record(digest=digest)
             revoking: set[int] = set()
             shape = []
@@ -768,14 +797,17 @@ class LedgerService(pb_grpc.LedgerServicer):
                 record.revocation_indices.extend(ordered)
                 for index, stored in self._store.entries_by_index(ordered).items():
                     needed[index] = stored
-            if not hints:
-                continue
-            key = tuple(shape)
-            hint = hint_of.get(key)
-            if hint is None:
-                facts = [self._fact(entries[index], revoked) for index, revoked in shape]
-                hint = hint_of[key] = str(derive_status(facts))
-            record.status_hint = hint
+            if hints:
+                record.status_hint = hint_for(tuple(shape))
+        if positions:
+            batched = response.batched
+            batched.positions.extend(positions)
+            batched.entry_indices.extend(batch_entries)
+            batched.leaf_indices.extend(leaves)
+            batched.path_hashes = b"".join(path_hashes)
+            if hints:
+                for index in set(batch_entries):
+                    batched.status_hints[index] = hint_for(((index, False),))
         new = sorted(i for i in needed if i not in sent)
         proofs = self._store.inclusion_proofs(new, size)
         sent.update(new)
@@ -873,7 +905,10 @@ class LedgerService(pb_grpc.LedgerServicer):
                     if consistency is not None:
                         response.consistency.CopyFrom(consistency)
                     first = False
-                self._provenance(query.digests, cp.size, sent, response, hints=not query.omit_status_hints)
+                self._provenance(
+                    query.digests, cp.size, sent, response,
+                    hints=not query.omit_status_hints, columns=query.batched_columns,
+                )
                 yield response
 
         return self._guard_stream("StreamProvenance", context, handle)

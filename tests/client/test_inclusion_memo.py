@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pytest
 from anchorlog.client.verify import InclusionMemo
@@ -81,19 +82,91 @@ def test_memo_agrees_with_verify_inclusion(
             assert expected
 
 
-def test_a_tampered_upper_path_is_refused_after_the_memo_is_warm() -> None:
+def _packed_accepts(memo: InclusionMemo, leaf: bytes, index: int, size: int, path: bytes, root: bytes) -> bool:
+    try:
+        memo.verify_packed(leaf, index, size, path, root)
+    except VerificationError:
+        return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500]),
+    warm=st.lists(st.tuples(st.integers(min_value=0), st.booleans()), max_size=40),
+    probes=st.lists(
+        st.tuples(
+            st.integers(min_value=0),
+            st.sampled_from(["ok", "hash", "byte", "leaf", "index", "short", "long", "ragged", "size"]),
+            st.integers(min_value=0),
+        ),
+        min_size=1, max_size=12,
+    ),
+)
+def test_packed_paths_are_accepted_exactly_when_their_hashes_are(
+    size: int, warm: list[tuple[int, bool]], probes: list[tuple[int, str, int]]
+) -> None:
+    digests, tree = _tree(size)
+    root = tree.root
+    memo = InclusionMemo()
+    for w, packed in warm:  # remembered nodes from honest paths, in either form
+        d = digests[w % size]
+        path = tree.path(d)
+        if packed:
+            memo.verify_packed(leaf_hash(d), path.leaf_index, size, b"".join(path.hashes), root)
+        else:
+            memo.verify(leaf_hash(d), path.leaf_index, size, list(path.hashes), root)
+    for pick, how, where in probes:
+        d = digests[pick % size]
+        path = tree.path(d)
+        leaf, index, packed, claimed = leaf_hash(d), path.leaf_index, b"".join(path.hashes), size
+        if how == "hash" and packed:
+            at = 32 * (where % (len(packed) // 32))
+            packed = packed[:at] + hashlib.sha256(packed[at : at + 32]).digest() + packed[at + 32 :]
+        elif how == "byte" and packed:
+            at = where % len(packed)
+            packed = packed[:at] + bytes([packed[at] ^ 1]) + packed[at + 1 :]
+        elif how == "leaf":
+            leaf = leaf_hash(b"not in the tree")
+        elif how == "index":
+            index = (index + 1 + where % max(size - 1, 1)) % size if size > 1 else index + 1
+        elif how == "short" and packed:
+            packed = packed[:-32]
+        elif how == "long":
+            packed += bytes(32)
+        elif how == "ragged":  # not a whole number of hashes
+            packed = packed[: len(packed) - 1 - where % 31] if packed else b"\x00"
+        elif how == "size":
+            claimed = size + 1 + where % 3
+        # What the same path, cut into 32-byte hashes, gets.
+        expected = _plain_accepts(leaf, index, claimed, [packed[i : i + 32] for i in range(0, len(packed), 32)], root)
+        assert _packed_accepts(memo, leaf, index, claimed, packed, root) == expected
+        assert _packed_accepts(memo, leaf, index, claimed, packed, root) == expected  # and again, warmer
+        if how == "ok":
+            assert expected
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["hashes", "packed"])
+def test_a_tampered_upper_path_is_refused_after_the_memo_is_warm(packed: bool) -> None:
     digests, tree = _tree(1500)
     memo = InclusionMemo()
+
+    def verify(leaf: bytes, index: int, hashes: Sequence[bytes], root: bytes) -> None:
+        if packed:
+            memo.verify_packed(leaf, index, 1500, b"".join(hashes), root)
+        else:
+            memo.verify(leaf, index, 1500, hashes, root)
+
     for d in digests[::3]:
         path = tree.path(d)
-        memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, tree.root)
+        verify(leaf_hash(d), path.leaf_index, path.hashes, tree.root)
     d = digests[1]
     path = tree.path(d)
     for position in range(len(path.hashes)):
         bad = list(path.hashes)
         bad[position] = bytes(32)
         with pytest.raises(VerificationError):
-            memo.verify(leaf_hash(d), path.leaf_index, 1500, bad, tree.root)
+            verify(leaf_hash(d), path.leaf_index, bad, tree.root)
     with pytest.raises(VerificationError):
-        memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, bytes(32))
-    memo.verify(leaf_hash(d), path.leaf_index, 1500, path.hashes, tree.root)
+        verify(leaf_hash(d), path.leaf_index, path.hashes, bytes(32))
+    verify(leaf_hash(d), path.leaf_index, path.hashes, tree.root)

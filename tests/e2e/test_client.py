@@ -412,8 +412,11 @@ class _TamperingProxy(pb_grpc.LedgerServicer):
         return self._forward("RevokeKey", request, context)
 
     def _forward_stream(self, method: str, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        """A streaming call; ``tamper[method]`` gets the iterator of real answers and yields its own."""
+        """A streaming call; ``tamper[method]`` gets the iterator of real answers and yields its own,
+        ``tamper_request[method]`` alters each message asked."""
         metadata = tuple((k, v) for k, v in context.invocation_metadata() if k == "authorization")
+        if method in self.tamper_request:
+            requests = map(self.tamper_request[method], requests)
         call = getattr(self._stub, method)(requests, metadata=metadata, timeout=30)
         try:
             yield from self.tamper.get(method, lambda answers: answers)(call)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.vendor import attest_batch, hash_text
-from anchorlog.client.verify import BatchPathError
+from anchorlog.client.verify import BatchPathError, VerificationError
+from anchorlog.ledger.merkle import inclusion_proof_length
 from anchorlog.ledger.status import Status
 
 from tests.e2e.test_client import VALIDATED, World, _TamperingProxy, proxy, shared_server, world
@@ -28,32 +29,108 @@ def _members(world: World, count: int) -> list[bytes]:
     return digests
 
 
-def _tamper_upper_batch_hash(target: bytes) -> Any:
+class _Queries:
+    """Records the digests of each StreamProvenance query the proxy forwards (``asked``,
+    to be cleared before each stream). In the ``records`` form it also clears
+    ``batched_columns``, as a server older than that field would answer: every
+    digest as a DigestProvenance record."""
+
+    def __init__(self, servicer: _TamperingProxy, form: str) -> None:
+        self.asked: list[list[bytes]] = []
+        # Which form each alteration by _tamper_sample found its target in.
+        self.altered: list[str] = []
+
+        def forward(query: Any) -> Any:
+            if form == "records":
+                query.batched_columns = False
+            self.asked.append(list(query.digests))
+            return query
+
+        servicer.tamper_request["StreamProvenance"] = forward
+
+
+def _column_span(batched: Any, k: int, batch_size: int) -> tuple[int, int]:
+    """Where sample k's path is in ``batched.path_hashes`` (all samples in one batch)."""
+    start = 0
+    for leaf in list(batched.leaf_indices)[:k]:
+        start += 32 * inclusion_proof_length(leaf, batch_size)
+    return start, start + 32 * inclusion_proof_length(batched.leaf_indices[k], batch_size)
+
+
+def _tamper_sample(queries: _Queries, target: bytes, how: str, batch_size: int) -> Any:
+    """Alter the answer about ``target``, a record or a batched sample, in the way ``how`` names."""
+
     def tamper(answers: Iterator[Any]) -> Iterator[Any]:
-        for response in answers:
+        for number, response in enumerate(answers):
+            asked = queries.asked[number]
             for record in response.digests:
                 if record.digest == target:
-                    hashes = record.hits[0].batch_path.hashes
-                    hashes[len(hashes) - 1] = bytes(32)  # the sibling just below the root
+                    queries.altered.append("records" if how != "direct" or not response.HasField("batched")
+                                           else "columns")
+                    path = record.hits[0].batch_path
+                    if how == "upper":
+                        path.hashes[len(path.hashes) - 1] = bytes(32)  # the sibling just below the root
+                    elif how == "lowest":
+                        path.hashes[0] = bytes(32)  # the leaf's own sibling: below every remembered node
+                    elif how == "leaf_index":
+                        path.leaf_index ^= 1
+                    elif how == "batch_size":
+                        path.batch_size += 1
+                    elif how == "direct" and not response.HasField("batched"):
+                        path.leaf_index = 0  # a batch path added to a direct (per-sample) answer
+                        path.batch_size = 1
+                    elif how == "direct":  # the same, as a batched sample
+                        position = asked.index(target)
+                        batched = response.batched
+                        at = sum(1 for p in batched.positions if p < position)
+                        columns = [list(batched.positions), list(batched.entry_indices), list(batched.leaf_indices)]
+                        for column, value in zip(columns, (position, record.hits[0].entry_index, 0), strict=True):
+                            column.insert(at, value)
+                        for field, column in zip(("positions", "entry_indices", "leaf_indices"), columns, strict=True):
+                            del getattr(batched, field)[:]
+                            getattr(batched, field).extend(column)
+                        kept = [r for r in response.digests if r.digest != target]
+                        del response.digests[:]
+                        response.digests.extend(kept)
+                    break
+            else:
+                if target in asked and response.HasField("batched"):
+                    batched = response.batched
+                    k = list(batched.positions).index(asked.index(target))
+                    queries.altered.append("columns")
+                    start, end = _column_span(batched, k, batch_size)
+                    blob = batched.path_hashes
+                    if how == "upper":
+                        batched.path_hashes = blob[: end - 32] + bytes(32) + blob[end:]
+                    elif how == "lowest":
+                        batched.path_hashes = blob[:start] + bytes(32) + blob[start + 32 :]
+                    elif how == "leaf_index":
+                        batched.leaf_indices[k] ^= 1
+                    elif how == "leaf_outside":
+                        batched.leaf_indices[k] = batch_size
             yield response
 
     return tamper
 
 
+@pytest.mark.parametrize("form", ["columns", "records"])
 def test_tampered_batch_path_is_refused_after_the_memo_is_warm(
-    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, form: str
 ) -> None:
     address, servicer = proxy
     digests = _members(world, 1100)  # big enough for the memo (over 2**8 leaves)
+    queries = _Queries(servicer, form)
     with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
                       state_path=tmp_path / "reader.json") as reader:
         warm = list(reader.provenance_many(digests[:800], chunk=200))
         assert [r.status for r in warm] == [Status.HUMAN_VALIDATED] * 800
         target = digests[900]
-        servicer.tamper["StreamProvenance"] = _tamper_upper_batch_hash(target)
+        servicer.tamper["StreamProvenance"] = _tamper_sample(queries, target, "upper", 1100)
+        queries.asked.clear()
         with pytest.raises(BatchPathError, match="does not verify"):
             list(reader.provenance_many(digests[850:950], chunk=50))
         del servicer.tamper["StreamProvenance"]
+        assert queries.altered == [form]
         again = list(reader.provenance_many(digests[850:950], chunk=50))
         assert [r.status for r in again] == [Status.HUMAN_VALIDATED] * 100
         assert reader.provenance(target).status is Status.HUMAN_VALIDATED
@@ -155,31 +232,13 @@ def test_a_key_compromised_after_single_lookups_remembered_its_attestation(world
             assert result.server_status_hint == str(Status.REVOKED)
 
 
-def _tamper_batched(target: bytes, how: str) -> Any:
-    def tamper(answers: Iterator[Any]) -> Iterator[Any]:
-        for response in answers:
-            for record in response.digests:
-                if record.digest == target:
-                    path = record.hits[0].batch_path
-                    if how == "lowest":
-                        path.hashes[0] = bytes(32)  # the leaf's own sibling: below every remembered node
-                    elif how == "leaf_index":
-                        path.leaf_index ^= 1
-                    elif how == "batch_size":
-                        path.batch_size += 1
-                    else:  # a batch path added to a direct (per-sample) answer
-                        path.leaf_index = 0
-                        path.batch_size = 1
-            yield response
-
-    return tamper
-
-
+@pytest.mark.parametrize("form", ["columns", "records"])
 def test_bulk_answers_tampered_in_every_field_are_refused_when_warm(
-    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, form: str
 ) -> None:
     address, servicer = proxy
     digests = _members(world, 600)
+    queries = _Queries(servicer, form)
     direct = hash_text(f"direct {world.vendor_id}")
     with world.client(world.vendor_token, "vendor") as vendor:
         from anchorlog.client.vendor import attest_samples
@@ -192,13 +251,93 @@ def test_bulk_answers_tampered_in_every_field_are_refused_when_warm(
         cases = [
             (digests[450], "lowest", "does not verify"),
             (digests[451], "leaf_index", "does not verify"),
-            (digests[452], "batch_size", "differs from the signed batch size"),
             (direct, "direct", "batch path for a direct statement"),
         ]
+        if form == "records":  # a batched sample carries no batch size: the client takes the signed one
+            cases.append((digests[452], "batch_size", "differs from the signed batch size"))
+        else:
+            cases.append((digests[453], "leaf_outside", "outside the signed batch of 600"))
         for target, how, refusal in cases:
-            servicer.tamper["StreamProvenance"] = _tamper_batched(target, how)
+            servicer.tamper["StreamProvenance"] = _tamper_sample(queries, target, how, 600)
+            queries.asked.clear()
             with pytest.raises(BatchPathError, match=refusal):
                 list(reader.provenance_many([*digests[440:460], direct], chunk=30))
         del servicer.tamper["StreamProvenance"]
+        assert queries.altered == [form] * len(cases)
         again = list(reader.provenance_many([*digests[440:460], direct], chunk=30))
         assert {r.status for r in again} == {Status.HUMAN_VALIDATED}
+
+
+def _alter_columns(queries: _Queries, how: str) -> Any:
+    """Alter the shape of each batched answer (more than one sample) in the way ``how`` names."""
+
+    def tamper(answers: Iterator[Any]) -> Iterator[Any]:
+        for number, response in enumerate(answers):
+            batched = response.batched
+            if response.HasField("batched") and len(batched.positions) >= 2:
+                if how == "positions swapped":
+                    batched.positions[0], batched.positions[1] = batched.positions[1], batched.positions[0]
+                elif how == "position beyond the query":
+                    batched.positions[len(batched.positions) - 1] = len(queries.asked[number])
+                elif how == "sample dropped":
+                    for field in ("positions", "entry_indices", "leaf_indices"):
+                        del getattr(batched, field)[-1]
+                elif how == "leaf missing":
+                    del batched.leaf_indices[-1]
+                elif how == "path short":
+                    batched.path_hashes = batched.path_hashes[:-32]
+                elif how == "path long":
+                    batched.path_hashes = batched.path_hashes + bytes(32)
+            yield response
+
+    return tamper
+
+
+@pytest.mark.parametrize(("how", "refusal"), [
+    ("positions swapped", "positions are not ascending below the 30 digests asked"),
+    ("position beyond the query", "positions are not ascending below the 30 digests asked"),
+    ("sample dropped", "asked about 30 digests, the server answered 29"),
+    ("leaf missing", "30 positions, 30 entries and 29 leaves differ in number"),
+    ("path short", "the path hashes end inside sample 29's path"),
+    ("path long", "32 bytes of path hashes beyond the samples' paths"),
+])
+def test_batched_columns_of_the_wrong_shape_are_refused(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, how: str, refusal: str
+) -> None:
+    address, servicer = proxy
+    digests = _members(world, 40)
+    queries = _Queries(servicer, "columns")
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        servicer.tamper["StreamProvenance"] = _alter_columns(queries, how)
+        with pytest.raises(VerificationError, match=refusal):
+            # One message of 30 (chunk 240: the first message is an eighth of it).
+            list(reader.provenance_many(digests[:30], chunk=240))
+        del servicer.tamper["StreamProvenance"]
+        assert {r.status for r in reader.provenance_many(digests[:30], chunk=240)} == {Status.HUMAN_VALIDATED}
+
+
+def test_batched_columns_nobody_asked_for_are_refused(
+    world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path
+) -> None:
+    address, servicer = proxy
+    digests = _members(world, 4)
+
+    def add_columns(response: Any) -> Any:
+        response.batched.positions.append(0)
+        response.batched.entry_indices.append(response.digests[0].hits[0].entry_index)
+        response.batched.leaf_indices.append(0)
+        return response
+
+    with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                      state_path=tmp_path / "reader.json") as reader:
+        servicer.tamper["GetProvenance"] = add_columns
+        with pytest.raises(VerificationError, match="batched columns, which this query did not ask for"):
+            reader.provenance(digests[0])
+        # A query for a bundle asks for records: the bundle keeps each sample's own path.
+        asked_columns: list[bool] = []
+        servicer.tamper_request["StreamProvenance"] = lambda q: (asked_columns.append(q.batched_columns), q)[1]
+        servicer.tamper["StreamProvenance"] = lambda answers: map(add_columns, answers)
+        with pytest.raises(VerificationError, match="batched columns, which this query did not ask for"):
+            list(reader.provenance_many(digests, bundle=[]))
+        assert asked_columns == [False]

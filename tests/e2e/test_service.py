@@ -303,6 +303,48 @@ def test_stream_provenance_omits_status_hints_per_message_when_asked(world: Worl
     ]
 
 
+def test_batched_columns_carry_exactly_the_records_they_replace(world: World) -> None:
+    key = world.keys["acme"]
+    batch_digests = sorted(fresh_digests("columns-batch", 6))
+    also_direct, lone = batch_digests[1], fresh_digests("columns-lone", 1)[0]
+    other_batch = sorted(fresh_digests("columns-other", 3))
+    _, _, direct = world.submit_ok(
+        "acme", attest_batch(key, batch_digests), attest_batch(key, other_batch), attest(key, [lone]),
+    )
+    world.submit_ok("acme", revoke(key, [(direct.entry.entry.index, leaf_hash(direct.entry.entry.data))]))
+    world.submit_ok("acme", attest(key, [also_direct]))
+    asked = [lone, *batch_digests, b"\xee" * 32, other_batch[2], batch_digests[4]]
+
+    def answer(columns: bool, hints: bool) -> pb.ProvenanceResponse:
+        query = pb.ProvenanceQuery(digests=asked, batched_columns=columns, omit_status_hints=not hints)
+        (response,) = world.stub.StreamProvenance(iter([query]), metadata=world.md("reader"))
+        return response
+
+    for hints in (True, False):
+        records, columned = answer(False, hints), answer(True, hints)
+        assert not records.HasField("batched")
+        batched = columned.batched
+        # Two hits (also_direct), a revoked entry (lone) and no hit stay records.
+        singled = [i for i, d in enumerate(asked) if d not in (lone, also_direct, b"\xee" * 32)]
+        assert list(batched.positions) == singled
+        assert [d.digest for d in columned.digests] == [lone, also_direct, b"\xee" * 32]
+        by_digest = {d.digest: d for d in records.digests}
+        assert list(columned.digests) == [by_digest[d.digest] for d in columned.digests]
+        offset = 0
+        for position, index, leaf in zip(batched.positions, batched.entry_indices, batched.leaf_indices,
+                                         strict=True):
+            (hit,) = by_digest[asked[position]].hits
+            assert (index, leaf) == (hit.entry_index, hit.batch_path.leaf_index)
+            path = b"".join(hit.batch_path.hashes)
+            assert batched.path_hashes[offset : offset + len(path)] == path
+            offset += len(path)
+            hint = by_digest[asked[position]].status_hint
+            assert batched.status_hints.get(index, "") == hint == ("human-validated" if hints else "")
+        assert offset == len(batched.path_hashes)
+        assert set(batched.status_hints) == (set(batched.entry_indices) if hints else set())
+        assert list(columned.entries) == list(records.entries)
+
+
 def test_get_entries_pages_and_bounds(world: World) -> None:
     world.submit_ok("acme", *(attest(world.keys["acme"], fresh_digests(f"page-{i}", 1)) for i in range(3)))
     size, root = world.head()

@@ -97,7 +97,21 @@ def test_every_path_of_every_batch_size_matches_rfc6962_and_verifies() -> None:
         for index, digest in enumerate(digests):
             path = tree.path(digest)
             assert path == BatchPath(leaf_index=index, batch_size=size, hashes=tuple(reference.path(index)))
+            assert tree.packed_hashes(index) == b"".join(path.hashes)
             verify_batch_path(digest, path, root)
+
+
+@pytest.mark.parametrize("tail_nodes", [1, 2, 5, 64])
+def test_packed_paths_are_the_paths_joined_whatever_the_kept_top(tail_nodes: int) -> None:
+    for size in (1, 2, 3, 63, 64, 65, 300):
+        digests = _digests(size)
+        reference = Reference(digests)
+        tree = BatchTree(encode_batch_digests(digests), tail_nodes=tail_nodes)
+        for index in range(size):
+            assert tree.packed_hashes(index) == b"".join(reference.path(index))
+        for outside in (-1, size):
+            with pytest.raises(InvalidInput, match="outside a batch"):
+                tree.packed_hashes(outside)
 
 
 def test_single_digest_batch_root_is_its_leaf_hash() -> None:

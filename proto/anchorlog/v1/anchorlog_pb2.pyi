@@ -130,14 +130,16 @@ class GetProvenanceRequest(_message.Message):
     def __init__(self, digest: _Optional[bytes] = ..., trusted_size: _Optional[int] = ...) -> None: ...
 
 class ProvenanceQuery(_message.Message):
-    __slots__ = ("digests", "trusted_size", "omit_status_hints")
+    __slots__ = ("digests", "trusted_size", "omit_status_hints", "batched_columns")
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     TRUSTED_SIZE_FIELD_NUMBER: _ClassVar[int]
     OMIT_STATUS_HINTS_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     digests: _containers.RepeatedScalarFieldContainer[bytes]
     trusted_size: int
     omit_status_hints: bool
-    def __init__(self, digests: _Optional[_Iterable[bytes]] = ..., trusted_size: _Optional[int] = ..., omit_status_hints: _Optional[bool] = ...) -> None: ...
+    batched_columns: bool
+    def __init__(self, digests: _Optional[_Iterable[bytes]] = ..., trusted_size: _Optional[int] = ..., omit_status_hints: _Optional[bool] = ..., batched_columns: _Optional[bool] = ...) -> None: ...
 
 class DigestHit(_message.Message):
     __slots__ = ("entry_index", "batch_path")
@@ -160,16 +162,39 @@ class DigestProvenance(_message.Message):
     def __init__(self, digest: _Optional[bytes] = ..., hits: _Optional[_Iterable[_Union[DigestHit, _Mapping]]] = ..., revocation_indices: _Optional[_Iterable[int]] = ..., status_hint: _Optional[str] = ...) -> None: ...
 
 class ProvenanceResponse(_message.Message):
-    __slots__ = ("checkpoint", "consistency", "digests", "entries")
+    __slots__ = ("checkpoint", "consistency", "digests", "entries", "batched")
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     checkpoint: Checkpoint
     consistency: ConsistencyProof
     digests: _containers.RepeatedCompositeFieldContainer[DigestProvenance]
     entries: _containers.RepeatedCompositeFieldContainer[ProvedEntry]
-    def __init__(self, checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., consistency: _Optional[_Union[ConsistencyProof, _Mapping]] = ..., digests: _Optional[_Iterable[_Union[DigestProvenance, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[ProvedEntry, _Mapping]]] = ...) -> None: ...
+    batched: BatchedSamples
+    def __init__(self, checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., consistency: _Optional[_Union[ConsistencyProof, _Mapping]] = ..., digests: _Optional[_Iterable[_Union[DigestProvenance, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[ProvedEntry, _Mapping]]] = ..., batched: _Optional[_Union[BatchedSamples, _Mapping]] = ...) -> None: ...
+
+class BatchedSamples(_message.Message):
+    __slots__ = ("positions", "entry_indices", "leaf_indices", "path_hashes", "status_hints")
+    class StatusHintsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_INDICES_FIELD_NUMBER: _ClassVar[int]
+    LEAF_INDICES_FIELD_NUMBER: _ClassVar[int]
+    PATH_HASHES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_HINTS_FIELD_NUMBER: _ClassVar[int]
+    positions: _containers.RepeatedScalarFieldContainer[int]
+    entry_indices: _containers.RepeatedScalarFieldContainer[int]
+    leaf_indices: _containers.RepeatedScalarFieldContainer[int]
+    path_hashes: bytes
+    status_hints: _containers.ScalarMap[int, str]
+    def __init__(self, positions: _Optional[_Iterable[int]] = ..., entry_indices: _Optional[_Iterable[int]] = ..., leaf_indices: _Optional[_Iterable[int]] = ..., path_hashes: _Optional[bytes] = ..., status_hints: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
     __slots__ = ("trusted_size",)
