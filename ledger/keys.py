@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -321,8 +322,16 @@ class KeyRegistry:
 def integrated_at(entry: LogEntry) -> datetime:
     """The integration time; beyond the calendar (a forged entry) it is the end of time,
     when no key is valid."""
+    return _utc_from_ms(entry.integrated_ms)
+
+
+# A pure function of its argument, and the entries of one group commit share their
+# time: a lookup checking thousands of entries converts each time once, not twice
+# per entry (``fromtimestamp`` is a tenth of the Python work per verified sample).
+@functools.lru_cache(maxsize=1024)
+def _utc_from_ms(ms: int) -> datetime:
     try:
-        return datetime.fromtimestamp(entry.integrated_ms / 1000, UTC)
+        return datetime.fromtimestamp(ms / 1000, UTC)
     except (ValueError, OverflowError, OSError):
         return NO_EXPIRY
 

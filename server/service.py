@@ -732,8 +732,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         """
         needed: dict[int, StoredEntry] = {}
         digests = list(digests)
-        for position, digest in enumerate(digests):
-            _digest(digest, f"digests[{position}]")
+        if any(len(digest) != 32 for digest in digests):  # name the first culprit only then
+            for position, digest in enumerate(digests):
+                _digest(digest, f"digests[{position}]")
         # A handful of queries for the whole message, not four per digest.
         found_of = self._store.lookup_hits(digests, below=size)
         all_hits = {h.index for found in found_of.values() for h in found}
