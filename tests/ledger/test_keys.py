@@ -566,3 +566,21 @@ def test_in_memory_registry_equals_replay_for_every_recordable_time(log: Log) ->
     start = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     log.key_event(registered("acme", _new_key(), start, start + timedelta(seconds=1)))
     assert log.replay() == log.registry
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=(1 << 63) - 1))
+def test_integration_time_is_the_entry_time_or_the_end_of_time(ms: int) -> None:
+    from datetime import UTC, datetime
+
+    from anchorlog.ledger.entry import EntryKind, LogEntry
+    from anchorlog.ledger.keys import integrated_at
+
+    entry = LogEntry(index=0, kind=EntryKind.ATTESTATION, previous_hash=bytes(32), integrated_ms=ms,
+                     submitter="acme", envelope=b"{}")
+    try:
+        expected = datetime.fromtimestamp(ms / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        expected = NO_EXPIRY  # beyond the calendar: no key is valid then
+    assert integrated_at(entry) == expected
+    assert integrated_at(entry) == expected  # the remembered answer is the same
