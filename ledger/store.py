@@ -285,11 +285,69 @@ def _map_write_error(exc: sqlite3.Error) -> Exception:
 
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB).
 WRITER_CACHE_KIB = 128 << 10
-# WAL pages after which a commit copies the WAL back into the database
-# (SQLite's default is 1,000). Index inserts land on random pages, so a bigger
+# WAL pages after which the WAL is copied back into the database, by the
+# background checkpoint (SQLite's default is 1,000). Index inserts land on random pages, so a bigger
 # WAL rewrites each page fewer times: at 10^6 entries an append costs about half
 # the time with 16,384 pages (64 MiB with 4 KiB pages; bench/README.md).
 WAL_CHECKPOINT_PAGES = 16_384
+# The WAL size, as a multiple of that threshold, past which the writer copies
+# it back itself, in the commit, because the background checkpoints (below)
+# have not kept up: what bounds the WAL on disk.
+WAL_HARD_LIMIT_FACTOR = 4
+
+
+class _WalCheckpointer:
+    """Copies the WAL back into the database on its own thread and connection.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses the
+    threshold: the writer, and every caller waiting on its group, stalls while
+    up to 64 MiB of pages are copied and synced (at 10^6 entries that was a
+    fifth of the one-sample append rate; bench/README.md). A PASSIVE checkpoint
+    takes no write lock, so here it runs beside the writer, on the other core
+    (the copy is one SQLite call, without the GIL). Committed data is already
+    durable in the WAL: a checkpoint that fails or stops part-way loses nothing
+    and is tried again after a later commit.
+    """
+
+    def __init__(self, path: Path, threshold_bytes: int) -> None:
+        self._wal = path.with_name(path.name + "-wal")
+        self._threshold = threshold_bytes
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self.runs = 0  # checkpoints completed without error (read by tests and operators)
+        self._thread = threading.Thread(target=self._run, name="anchorlog-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def after_commit(self) -> None:
+        """Start a checkpoint if the WAL has grown past the threshold (one stat call)."""
+        try:
+            grown = self._wal.stat().st_size >= self._threshold
+        except OSError:
+            return
+        if grown:
+            self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                continue  # e.g. a full disk: the WAL keeps the data; retried, and the hard limit applies
+            self.runs += 1
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+        self._conn.close()
+
+
 # Tree levels at and above this one are kept in memory (about size / 2**HOT_LEVEL
 # nodes); a random inclusion proof then reads at most HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
@@ -406,6 +464,7 @@ class LogStore:
         check_on_open: bool = True,
         max_bytes: int | None = None,
         hot_level: int = HOT_LEVEL,
+        wal_checkpoint_pages: int = WAL_CHECKPOINT_PAGES,
     ) -> None:
         self.path = Path(path)
         self.origin = origin
@@ -417,6 +476,8 @@ class LogStore:
         # fails with SQLITE_FULL exactly as on a full disk, and nothing is written.
         if max_bytes is not None and max_bytes < 1:
             raise InvalidInput("max_bytes", "must be positive")
+        if wal_checkpoint_pages < 1:
+            raise InvalidInput("wal_checkpoint_pages", "must be positive")
         self.max_bytes = max_bytes
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -428,10 +489,14 @@ class LogStore:
         # once; with SQLite's default 2 MB cache the touched pages spill and are
         # read again. The cache only grows as pages are used.
         self._writer.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
-        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        # Past the threshold a background checkpoint copies the WAL back (see
+        # _WalCheckpointer); the commit does it itself only past the hard limit.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT_FACTOR * wal_checkpoint_pages}")
+        self._checkpointer: _WalCheckpointer | None = None
         # A huge bulk transaction can grow the WAL past that; once it is reset,
         # the file shrinks back instead of keeping its peak size on disk.
-        self._writer.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_PAGES * 4096}")
+        page_bytes = self._writer.execute("PRAGMA page_size").fetchone()[0]
+        self._writer.execute(f"PRAGMA journal_size_limit={wal_checkpoint_pages * page_bytes}")
         if not self.read_only:
             self._writer.execute("PRAGMA temp_store=MEMORY")  # the merged subjects statement's sorter
         # The merged statement reads indices as ASCII digits through CAST, which
@@ -448,6 +513,8 @@ class LogStore:
             self._proofs = _ProofCache(hot_level)
             self._proofs.load_hot(self._writer)
             self._proofs.committed(self._size, self._frontier, ())
+            if not self.read_only:  # last: nothing below can fail and leave its thread running
+                self._checkpointer = _WalCheckpointer(self.path, wal_checkpoint_pages * page_bytes)
         except TamperedStoreError as exc:
             # Say what it means for the operator, then the precise cause.
             self._writer.close()
@@ -545,7 +612,14 @@ class LogStore:
                 self._all_readers.append(conn)
         return conn
 
+    @property
+    def background_checkpoints(self) -> int:
+        """WAL checkpoints the background thread completed since this store was opened."""
+        return self._checkpointer.runs if self._checkpointer is not None else 0
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._write_lock, self._readers_lock:
             for conn in self._all_readers:
                 conn.close()
@@ -689,6 +763,8 @@ class LogStore:
             self._size, self._frontier, self._last_hash, self._latest, new_nodes = state
             if new_nodes:
                 self._proofs.committed(self._size, self._frontier, new_nodes)
+            if self._checkpointer is not None:
+                self._checkpointer.after_commit()
             return result
 
     @staticmethod
