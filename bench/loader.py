@@ -137,6 +137,9 @@ def build_log(
             except OSError:  # another bench finished the same log first: use theirs
                 shutil.rmtree(target_dir)
             shutil.copytree(cached, data_dir)
+    # A copied log (10^6 entries: over 1 GB) sits dirty in the kernel's cache; written
+    # back during the measured runs, it would compete with the server's own syncs.
+    os.sync()
     info = json.loads((data_dir / INFO_FILE).read_text())
     schema = _schema_of(data_dir / DB_FILE)
     if schema < SCHEMA_VERSION:
