@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import Any
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
@@ -221,6 +222,25 @@ def _what(index: int, size: int) -> str:
     return f"inclusion proof for leaf {index} in a tree of size {size}"
 
 
+# One tree's memo: the levels where nodes are remembered, and the nodes by
+# index << 6 | level, each with the rest of its path (a tuple, or packed bytes).
+_Tree = tuple[frozenset[int], dict[int, tuple[bytes, Any]]]
+
+
+def _differs_from_proved(index: int, size: int, level: int) -> VerificationError:
+    return VerificationError(
+        f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
+        "or the rest of its path differs from the proved ones)"
+    )
+
+
+def _wrong_root(index: int, size: int, reached: bytes) -> VerificationError:
+    return VerificationError(
+        f"inclusion proof for leaf {index} leads to root {reached.hex()}, "
+        f"not to the expected root of the tree of size {size}"
+    )
+
+
 class InclusionMemo:
     """``verify_inclusion`` that shares work between paths of one tree.
 
@@ -235,13 +255,23 @@ class InclusionMemo:
     """
 
     def __init__(self, trees: int = 8) -> None:
-        # (size, root) -> (the levels where nodes are remembered, the nodes by index << 6 | level)
-        self._trees: dict[
-            tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, tuple[bytes, ...]]]]
-        ] = {}
-        # The same for packed paths (verify_packed): the rest of a path is one bytes.
-        self._packed_trees: dict[tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, bytes]]]] = {}
+        # (size, root) -> that tree's memo; paths as hashes (verify) and packed
+        # (verify_packed) are remembered apart, each compared only with its own kind.
+        self._trees: dict[tuple[int, bytes], _Tree] = {}
+        self._packed_trees: dict[tuple[int, bytes], _Tree] = {}
         self._max_trees = trees
+
+    def _tree(self, trees: dict[tuple[int, bytes], _Tree], size: int, root: bytes) -> _Tree:
+        """The memo of the tree (size, root) in ``trees``, made (and the oldest dropped) if new."""
+        key = (size, root)
+        tree = trees.get(key)
+        if tree is None:
+            if len(trees) >= self._max_trees:
+                trees.pop(next(iter(trees)), None)
+            depth = (size - 1).bit_length()
+            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
+            tree = trees[key] = (cuts, {})
+        return tree
 
     def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
         """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
@@ -255,15 +285,7 @@ class InclusionMemo:
         expected = inclusion_proof_length(index, size)
         if len(proof) != expected:
             check_proof_shape(proof, expected, _what(index, size))  # raises, saying what is wrong
-        key = (size, root)
-        tree = self._trees.get(key)
-        if tree is None:
-            if len(self._trees) >= self._max_trees:
-                self._trees.pop(next(iter(self._trees)), None)
-            depth = (size - 1).bit_length()
-            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
-            tree = self._trees[key] = (cuts, {})
-        cuts, nodes = tree
+        cuts, nodes = self._tree(self._trees, size, root)
         # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
         # a level has no sibling and is carried up unchanged. Only hashed elements
         # need their shape checked; the rest are compared with verified hashes.
@@ -276,10 +298,7 @@ class InclusionMemo:
                 known = nodes.get(fn << 6 | level)
                 if known is not None:
                     if known[0] != r or known[1] != rest:
-                        raise VerificationError(
-                            f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
-                            "or the rest of its path differs from the proved ones)"
-                        )
+                        raise _differs_from_proved(index, size, level)
                     break
                 if learned is None:
                     learned = []
@@ -296,10 +315,7 @@ class InclusionMemo:
             level += 1
         else:
             if not hmac.compare_digest(r, root):
-                raise VerificationError(
-                    f"inclusion proof for leaf {index} leads to root {r.hex()}, "
-                    f"not to the expected root of the tree of size {size}"
-                )
+                raise _wrong_root(index, size, r)
         if learned is not None:
             for node_key, node, rest in learned:
                 nodes[node_key] = (node, rest)
@@ -323,15 +339,7 @@ class InclusionMemo:
         expected = inclusion_proof_length(index, size)
         if len(path) != 32 * expected:
             check_proof_shape([path[i : i + 32] for i in range(0, len(path), 32)], expected, _what(index, size))
-        key = (size, root)
-        tree = self._packed_trees.get(key)
-        if tree is None:
-            if len(self._packed_trees) >= self._max_trees:
-                self._packed_trees.pop(next(iter(self._packed_trees)), None)
-            depth = (size - 1).bit_length()
-            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
-            tree = self._packed_trees[key] = (cuts, {})
-        cuts, nodes = tree
+        cuts, nodes = self._tree(self._packed_trees, size, root)
         # As in verify; ``at`` is the offset of the next unused hash.
         fn, sn, level, at = index, size - 1, 0, 0
         r = leaf
@@ -342,10 +350,7 @@ class InclusionMemo:
                 known = nodes.get(fn << 6 | level)
                 if known is not None:
                     if known[0] != r or known[1] != rest:
-                        raise VerificationError(
-                            f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
-                            "or the rest of its path differs from the proved ones)"
-                        )
+                        raise _differs_from_proved(index, size, level)
                     break
                 if learned is None:
                     learned = []
@@ -359,10 +364,7 @@ class InclusionMemo:
             level += 1
         else:
             if not hmac.compare_digest(r, root):
-                raise VerificationError(
-                    f"inclusion proof for leaf {index} leads to root {r.hex()}, "
-                    f"not to the expected root of the tree of size {size}"
-                )
+                raise _wrong_root(index, size, r)
         if learned is not None:
             for node_key, node, rest in learned:
                 nodes[node_key] = (node, rest)
