@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import sqlite3
 import threading
+import weakref
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,6 +54,8 @@ from anchorlog.ledger.merkle import (
 from anchorlog.ledger.merkle.hashing import LEAF_PREFIX
 
 # 2: subjects.dedup (added in place to version-1 files on their first writable open).
+_log = logging.getLogger("anchorlog.store")
+
 SCHEMA_VERSION = 2
 # Oldest schema this code still reads (a read-only file is never migrated).
 OLDEST_READABLE_SCHEMA = 1
@@ -307,6 +311,11 @@ class _WalCheckpointer:
     (the copy is one SQLite call, without the GIL). Committed data is already
     durable in the WAL: a checkpoint that fails or stops part-way loses nothing
     and is tried again after a later commit.
+
+    The trigger is the WAL file's size. SQLite writes a reset WAL from its
+    start again and truncates the file to ``journal_size_limit`` only then, so
+    with that limit at half the threshold the file reaches the threshold only
+    once that many bytes were written since the last reset.
     """
 
     def __init__(self, path: Path, threshold_bytes: int) -> None:
@@ -315,10 +324,16 @@ class _WalCheckpointer:
         self._wanted = threading.Event()
         self._stopping = False
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self.runs = 0  # checkpoints completed without error (read by tests and operators)
-        self._thread = threading.Thread(target=self._run, name="anchorlog-wal-checkpoint", daemon=True)
-        self._thread.start()
+        try:
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self.runs = 0  # checkpoints completed
+            self.failures = 0  # checkpoints that raised (retried after a later commit)
+            self.last_error: str | None = None
+            self._thread = threading.Thread(target=self._run, name="anchorlog-wal-checkpoint", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._conn.close()
+            raise
 
     def after_commit(self) -> None:
         """Start a checkpoint if the WAL has grown past the threshold (one stat call)."""
@@ -337,11 +352,17 @@ class _WalCheckpointer:
                 return
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                continue  # e.g. a full disk: the WAL keeps the data; retried, and the hard limit applies
+            except Exception as exc:  # noqa: BLE001 - a full disk, an I/O error: the WAL keeps the data
+                self.failures += 1
+                if str(exc) != self.last_error:  # once per distinct error, not once per commit
+                    _log.warning("background WAL checkpoint of %s failed (retried): %s", self._wal, exc)
+                self.last_error = str(exc)
+                continue
             self.runs += 1
 
     def close(self) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         self._wanted.set()
         self._thread.join()
@@ -495,8 +516,9 @@ class LogStore:
         self._checkpointer: _WalCheckpointer | None = None
         # A huge bulk transaction can grow the WAL past that; once it is reset,
         # the file shrinks back instead of keeping its peak size on disk.
+        # Below the checkpoint threshold: the background trigger reads the file's size.
         page_bytes = self._writer.execute("PRAGMA page_size").fetchone()[0]
-        self._writer.execute(f"PRAGMA journal_size_limit={wal_checkpoint_pages * page_bytes}")
+        self._writer.execute(f"PRAGMA journal_size_limit={wal_checkpoint_pages * page_bytes // 2}")
         if not self.read_only:
             self._writer.execute("PRAGMA temp_store=MEMORY")  # the merged subjects statement's sorter
         # The merged statement reads indices as ASCII digits through CAST, which
@@ -515,12 +537,24 @@ class LogStore:
             self._proofs.committed(self._size, self._frontier, ())
             if not self.read_only:  # last: nothing below can fail and leave its thread running
                 self._checkpointer = _WalCheckpointer(self.path, wal_checkpoint_pages * page_bytes)
+                # A store dropped without close() stops its thread too.
+                weakref.finalize(self, self._checkpointer.close)
         except TamperedStoreError as exc:
             # Say what it means for the operator, then the precise cause.
             self._writer.close()
             raise TamperedStoreError(
                 f"{self.path}: the stored tree no longer matches the last signed checkpoint: {exc}"
             ) from None
+        except BaseException:
+            self._writer.close()
+            raise
+
+    @property
+    def background_checkpoint_failures(self) -> tuple[int, str | None]:
+        """How many background WAL checkpoints failed since opening, and the last error (None if none)."""
+        if self._checkpointer is None:
+            return 0, None
+        return self._checkpointer.failures, self._checkpointer.last_error
 
     # ------------------------------------------------------------ setup
 

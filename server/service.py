@@ -783,11 +783,11 @@ class LedgerService(pb_grpc.LedgerServicer):
                     tree = trees.get(index)
                     if tree is None:
                         tree = trees[index] = self._batch_tree(index)
-                    position = tree.position(digest)
+                    leaf = tree.position(digest)
                     batch_path = hit.batch_path
-                    batch_path.leaf_index = position
+                    batch_path.leaf_index = leaf
                     batch_path.batch_size = tree.size
-                    batch_path.hashes.extend(tree.hashes(position))
+                    batch_path.hashes.extend(tree.hashes(leaf))
                 needed[index] = entries[index]
                 revoked_by = all_revocations.get(index)
                 if revoked_by:

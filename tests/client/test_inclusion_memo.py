@@ -44,7 +44,7 @@ def _memo_accepts(memo: InclusionMemo, leaf: bytes, index: int, size: int, proof
 
 @settings(max_examples=60, deadline=None)
 @given(
-    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500]),
+    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500, 4097, 6000]),  # over 4096: both memo levels
     warm=st.lists(st.integers(min_value=0), max_size=40),
     probes=st.lists(
         st.tuples(st.integers(min_value=0), st.sampled_from(["ok", "hash", "leaf", "index", "short", "long", "size"]),
@@ -87,7 +87,7 @@ def test_memo_agrees_with_verify_inclusion(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500]),
+    size=st.sampled_from([1, 2, 511, 512, 513, 700, 1024, 1500, 4097, 6000]),  # over 4096: both memo levels
     warm=st.lists(st.tuples(st.integers(min_value=0), st.booleans()), max_size=40),
     probes=st.lists(
         st.tuples(

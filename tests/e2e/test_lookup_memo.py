@@ -288,6 +288,10 @@ def _alter_columns(queries: _Queries, how: str) -> Any:
                     batched.path_hashes = batched.path_hashes[:-32]
                 elif how == "path long":
                     batched.path_hashes = batched.path_hashes + bytes(32)
+                elif how == "entry never sent":
+                    batched.entry_indices[0] = 1 << 40
+                elif how == "a key event":
+                    batched.entry_indices[0] = 0  # the log's first entry: a key event, sent in every stream
             yield response
 
     return tamper
@@ -300,8 +304,10 @@ def _alter_columns(queries: _Queries, how: str) -> Any:
     ("leaf missing", "30 positions, 30 entries and 29 leaves differ in number"),
     ("path short", "the path hashes end inside sample 29's path"),
     ("path long", "32 bytes of path hashes beyond the samples' paths"),
+    ("entry never sent", "server named entry 1099511627776 for [0-9a-f]{64} without proof"),
+    ("a key event", "entry 0 is not an attestation"),
 ])
-def test_batched_columns_of_the_wrong_shape_are_refused(
+def test_batched_columns_of_the_wrong_shape_or_entry_are_refused(
     world: World, proxy: tuple[str, _TamperingProxy], tmp_path: Path, how: str, refusal: str
 ) -> None:
     address, servicer = proxy

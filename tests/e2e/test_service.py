@@ -308,12 +308,17 @@ def test_batched_columns_carry_exactly_the_records_they_replace(world: World) ->
     batch_digests = sorted(fresh_digests("columns-batch", 6))
     also_direct, lone = batch_digests[1], fresh_digests("columns-lone", 1)[0]
     other_batch = sorted(fresh_digests("columns-other", 3))
-    _, _, direct = world.submit_ok(
+    revoked_batch = sorted(fresh_digests("columns-revoked", 4))
+    _, _, direct, withdrawn = world.submit_ok(
         "acme", attest_batch(key, batch_digests), attest_batch(key, other_batch), attest(key, [lone]),
+        attest_batch(key, revoked_batch),
     )
-    world.submit_ok("acme", revoke(key, [(direct.entry.entry.index, leaf_hash(direct.entry.entry.data))]))
+    world.submit_ok("acme", revoke(key, [(direct.entry.entry.index, leaf_hash(direct.entry.entry.data)),
+                                         (withdrawn.entry.entry.index, leaf_hash(withdrawn.entry.entry.data))]))
     world.submit_ok("acme", attest(key, [also_direct]))
-    asked = [lone, *batch_digests, b"\xee" * 32, other_batch[2], batch_digests[4]]
+    asked = [lone, *batch_digests, b"\xee" * 32, other_batch[2], revoked_batch[1], batch_digests[4]]
+    # Records stay for: two hits (also_direct), a revoked entry, direct (lone) or a batch, and no hit.
+    kept = [lone, also_direct, b"\xee" * 32, revoked_batch[1]]
 
     def answer(columns: bool, hints: bool) -> pb.ProvenanceResponse:
         query = pb.ProvenanceQuery(digests=asked, batched_columns=columns, omit_status_hints=not hints)
@@ -324,10 +329,11 @@ def test_batched_columns_carry_exactly_the_records_they_replace(world: World) ->
         records, columned = answer(False, hints), answer(True, hints)
         assert not records.HasField("batched")
         batched = columned.batched
-        # Two hits (also_direct), a revoked entry (lone) and no hit stay records.
-        singled = [i for i, d in enumerate(asked) if d not in (lone, also_direct, b"\xee" * 32)]
+        singled = [i for i, d in enumerate(asked) if d not in kept]
         assert list(batched.positions) == singled
-        assert [d.digest for d in columned.digests] == [lone, also_direct, b"\xee" * 32]
+        assert [d.digest for d in columned.digests] == kept
+        revoked_record = columned.digests[3]
+        assert list(revoked_record.revocation_indices) and revoked_record.hits[0].HasField("batch_path")
         by_digest = {d.digest: d for d in records.digests}
         assert list(columned.digests) == [by_digest[d.digest] for d in columned.digests]
         offset = 0

@@ -25,13 +25,38 @@ def _checkpointers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "anchorlog-wal-checkpoint"]
 
 
+def _page_size(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_small_commits_are_checkpointed_once_per_threshold_of_wal_not_after_each(tmp_path: Path) -> None:
+    signer = NoteSigner.generate(ORIGIN)
+    db = tmp_path / "log.db"
+    store = LogStore(db, origin=ORIGIN, wal_checkpoint_pages=THRESHOLD_PAGES)
+    wal_frames = []
+    for i in range(300):
+        store.append([_pending(i)], now_ms=1_700_000_000_000, sign=_sign(signer))
+        wal_frames.append((tmp_path / "log.db-wal").stat().st_size)
+        time.sleep(0.002)
+    done = store.background_checkpoints
+    store.close()
+    # A one-entry commit writes a few pages: the WAL crosses 64 pages every few
+    # dozen commits. A checkpoint after every commit would be one per commit.
+    assert 1 <= done <= 300 // 8, done
+    assert max(wal_frames) <= WAL_HARD_LIMIT_FACTOR * THRESHOLD_PAGES * _page_size(db)
+
+
 def test_appends_past_the_threshold_are_checkpointed_in_the_background_and_the_wal_stays_bounded(
     tmp_path: Path,
 ) -> None:
     signer = NoteSigner.generate(ORIGIN)
     db = tmp_path / "log.db"
     store = LogStore(db, origin=ORIGIN, wal_checkpoint_pages=THRESHOLD_PAGES)
-    page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
+    page = _page_size(db)
     wal = tmp_path / "log.db-wal"
     biggest = 0
     main_file_before = db.stat().st_size
