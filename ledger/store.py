@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import sqlite3
 import threading
-import weakref
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,8 +52,6 @@ from anchorlog.ledger.merkle import (
 from anchorlog.ledger.merkle.hashing import LEAF_PREFIX
 
 # 2: subjects.dedup (added in place to version-1 files on their first writable open).
-_log = logging.getLogger("anchorlog.store")
-
 SCHEMA_VERSION = 2
 # Oldest schema this code still reads (a read-only file is never migrated).
 OLDEST_READABLE_SCHEMA = 1
@@ -289,86 +285,11 @@ def _map_write_error(exc: sqlite3.Error) -> Exception:
 
 # Page cache of the writer connection, in KiB (SQLite's default is 2 MiB).
 WRITER_CACHE_KIB = 128 << 10
-# WAL pages after which the WAL is copied back into the database, by the
-# background checkpoint (SQLite's default is 1,000). Index inserts land on random pages, so a bigger
+# WAL pages after which a commit copies the WAL back into the database
+# (SQLite's default is 1,000). Index inserts land on random pages, so a bigger
 # WAL rewrites each page fewer times: at 10^6 entries an append costs about half
 # the time with 16,384 pages (64 MiB with 4 KiB pages; bench/README.md).
 WAL_CHECKPOINT_PAGES = 16_384
-# The WAL size, as a multiple of that threshold, past which the writer copies
-# it back itself, in the commit, because the background checkpoints (below)
-# have not kept up: what bounds the WAL on disk.
-WAL_HARD_LIMIT_FACTOR = 4
-
-
-class _WalCheckpointer:
-    """Copies the WAL back into the database on its own thread and connection.
-
-    SQLite's automatic checkpoint runs inside the commit that crosses the
-    threshold: the writer, and every caller waiting on its group, stalls while
-    up to 64 MiB of pages are copied and synced (at 10^6 entries that was a
-    fifth of the one-sample append rate; bench/README.md). A PASSIVE checkpoint
-    takes no write lock, so here it runs beside the writer, on the other core
-    (the copy is one SQLite call, without the GIL). Committed data is already
-    durable in the WAL: a checkpoint that fails or stops part-way loses nothing
-    and is tried again after a later commit.
-
-    The trigger is the WAL file's size. SQLite writes a reset WAL from its
-    start again and truncates the file to ``journal_size_limit`` only then, so
-    with that limit at half the threshold the file reaches the threshold only
-    once that many bytes were written since the last reset.
-    """
-
-    def __init__(self, path: Path, threshold_bytes: int) -> None:
-        self._wal = path.with_name(path.name + "-wal")
-        self._threshold = threshold_bytes
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        try:
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self.runs = 0  # checkpoints completed
-            self.failures = 0  # checkpoints that raised (retried after a later commit)
-            self.last_error: str | None = None
-            self._thread = threading.Thread(target=self._run, name="anchorlog-wal-checkpoint", daemon=True)
-            self._thread.start()
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def after_commit(self) -> None:
-        """Start a checkpoint if the WAL has grown past the threshold (one stat call)."""
-        try:
-            grown = self._wal.stat().st_size >= self._threshold
-        except OSError:
-            return
-        if grown:
-            self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._stopping:
-                return
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except Exception as exc:  # noqa: BLE001 - a full disk, an I/O error: the WAL keeps the data
-                self.failures += 1
-                if str(exc) != self.last_error:  # once per distinct error, not once per commit
-                    _log.warning("background WAL checkpoint of %s failed (retried): %s", self._wal, exc)
-                self.last_error = str(exc)
-                continue
-            self.runs += 1
-
-    def close(self) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        self._wanted.set()
-        self._thread.join()
-        self._conn.close()
-
-
 # Tree levels at and above this one are kept in memory (about size / 2**HOT_LEVEL
 # nodes); a random inclusion proof then reads at most HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
@@ -485,7 +406,6 @@ class LogStore:
         check_on_open: bool = True,
         max_bytes: int | None = None,
         hot_level: int = HOT_LEVEL,
-        wal_checkpoint_pages: int = WAL_CHECKPOINT_PAGES,
     ) -> None:
         self.path = Path(path)
         self.origin = origin
@@ -497,8 +417,6 @@ class LogStore:
         # fails with SQLITE_FULL exactly as on a full disk, and nothing is written.
         if max_bytes is not None and max_bytes < 1:
             raise InvalidInput("max_bytes", "must be positive")
-        if wal_checkpoint_pages < 1:
-            raise InvalidInput("wal_checkpoint_pages", "must be positive")
         self.max_bytes = max_bytes
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -510,15 +428,10 @@ class LogStore:
         # once; with SQLite's default 2 MB cache the touched pages spill and are
         # read again. The cache only grows as pages are used.
         self._writer.execute(f"PRAGMA cache_size={-WRITER_CACHE_KIB}")
-        # Past the threshold a background checkpoint copies the WAL back (see
-        # _WalCheckpointer); the commit does it itself only past the hard limit.
-        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT_FACTOR * wal_checkpoint_pages}")
-        self._checkpointer: _WalCheckpointer | None = None
+        self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         # A huge bulk transaction can grow the WAL past that; once it is reset,
         # the file shrinks back instead of keeping its peak size on disk.
-        # Below the checkpoint threshold: the background trigger reads the file's size.
-        page_bytes = self._writer.execute("PRAGMA page_size").fetchone()[0]
-        self._writer.execute(f"PRAGMA journal_size_limit={wal_checkpoint_pages * page_bytes // 2}")
+        self._writer.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_PAGES * 4096}")
         if not self.read_only:
             self._writer.execute("PRAGMA temp_store=MEMORY")  # the merged subjects statement's sorter
         # The merged statement reads indices as ASCII digits through CAST, which
@@ -535,26 +448,12 @@ class LogStore:
             self._proofs = _ProofCache(hot_level)
             self._proofs.load_hot(self._writer)
             self._proofs.committed(self._size, self._frontier, ())
-            if not self.read_only:  # last: nothing below can fail and leave its thread running
-                self._checkpointer = _WalCheckpointer(self.path, wal_checkpoint_pages * page_bytes)
-                # A store dropped without close() stops its thread too.
-                weakref.finalize(self, self._checkpointer.close)
         except TamperedStoreError as exc:
             # Say what it means for the operator, then the precise cause.
             self._writer.close()
             raise TamperedStoreError(
                 f"{self.path}: the stored tree no longer matches the last signed checkpoint: {exc}"
             ) from None
-        except BaseException:
-            self._writer.close()
-            raise
-
-    @property
-    def background_checkpoint_failures(self) -> tuple[int, str | None]:
-        """How many background WAL checkpoints failed since opening, and the last error (None if none)."""
-        if self._checkpointer is None:
-            return 0, None
-        return self._checkpointer.failures, self._checkpointer.last_error
 
     # ------------------------------------------------------------ setup
 
@@ -646,14 +545,7 @@ class LogStore:
                 self._all_readers.append(conn)
         return conn
 
-    @property
-    def background_checkpoints(self) -> int:
-        """WAL checkpoints the background thread completed since this store was opened."""
-        return self._checkpointer.runs if self._checkpointer is not None else 0
-
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         with self._write_lock, self._readers_lock:
             for conn in self._all_readers:
                 conn.close()
@@ -797,8 +689,6 @@ class LogStore:
             self._size, self._frontier, self._last_hash, self._latest, new_nodes = state
             if new_nodes:
                 self._proofs.committed(self._size, self._frontier, new_nodes)
-            if self._checkpointer is not None:
-                self._checkpointer.after_commit()
             return result
 
     @staticmethod
