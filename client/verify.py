@@ -13,7 +13,6 @@ import hmac
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
 
 from anchorlog.ledger.batch import BATCH_SUBJECT_NAME, BatchPath, verify_batch_path
 from anchorlog.ledger.checkpoint import Checkpoint, verify_checkpoint
@@ -222,25 +221,6 @@ def _what(index: int, size: int) -> str:
     return f"inclusion proof for leaf {index} in a tree of size {size}"
 
 
-# One tree's memo: the levels where nodes are remembered, and the nodes by
-# index << 6 | level, each with the rest of its path (a tuple, or packed bytes).
-_Tree = tuple[frozenset[int], dict[int, tuple[bytes, Any]]]
-
-
-def _differs_from_proved(index: int, size: int, level: int) -> VerificationError:
-    return VerificationError(
-        f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
-        "or the rest of its path differs from the proved ones)"
-    )
-
-
-def _wrong_root(index: int, size: int, reached: bytes) -> VerificationError:
-    return VerificationError(
-        f"inclusion proof for leaf {index} leads to root {reached.hex()}, "
-        f"not to the expected root of the tree of size {size}"
-    )
-
-
 class InclusionMemo:
     """``verify_inclusion`` that shares work between paths of one tree.
 
@@ -255,23 +235,10 @@ class InclusionMemo:
     """
 
     def __init__(self, trees: int = 8) -> None:
-        # (size, root) -> that tree's memo; paths as hashes (verify) and packed
-        # (verify_packed) are remembered apart, each compared only with its own kind.
-        self._trees: dict[tuple[int, bytes], _Tree] = {}
-        self._packed_trees: dict[tuple[int, bytes], _Tree] = {}
+        # (size, root) -> (the levels where nodes are remembered, the nodes by
+        # index << 6 | level, each with the rest of its path packed into bytes)
+        self._trees: dict[tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, bytes]]]] = {}
         self._max_trees = trees
-
-    def _tree(self, trees: dict[tuple[int, bytes], _Tree], size: int, root: bytes) -> _Tree:
-        """The memo of the tree (size, root) in ``trees``, made (and the oldest dropped) if new."""
-        key = (size, root)
-        tree = trees.get(key)
-        if tree is None:
-            if len(trees) >= self._max_trees:
-                trees.pop(next(iter(trees)), None)
-            depth = (size - 1).bit_length()
-            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
-            tree = trees[key] = (cuts, {})
-        return tree
 
     def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
         """Raise ``VerificationError`` unless ``proof`` shows leaf ``index`` is in the tree ``root``."""
@@ -283,49 +250,18 @@ class InclusionMemo:
             verify_inclusion(leaf, index, size, proof, root)
             return
         expected = inclusion_proof_length(index, size)
-        if len(proof) != expected:
-            check_proof_shape(proof, expected, _what(index, size))  # raises, saying what is wrong
-        cuts, nodes = self._tree(self._trees, size, root)
-        # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
-        # a level has no sibling and is carried up unchanged. Only hashed elements
-        # need their shape checked; the rest are compared with verified hashes.
-        fn, sn, level, used = index, size - 1, 0, 0
-        r = leaf
-        learned: list[tuple[int, bytes, tuple[bytes, ...]]] | None = None  # made on a miss only
-        while sn:
-            if level in cuts:
-                rest = tuple(proof[used:])
-                known = nodes.get(fn << 6 | level)
-                if known is not None:
-                    if known[0] != r or known[1] != rest:
-                        raise _differs_from_proved(index, size, level)
-                    break
-                if learned is None:
-                    learned = []
-                learned.append((fn << 6 | level, r, rest))
-            if fn & 1 or fn < sn:
-                p = proof[used]
-                if type(p) is not bytes or len(p) != 32:
-                    check_proof_shape(proof, expected, _what(index, size))
-                # node_hash, inlined: one concatenation and one call (the loop is per sample).
-                r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
-                used += 1
-            fn >>= 1
-            sn >>= 1
-            level += 1
-        else:
-            if not hmac.compare_digest(r, root):
-                raise _wrong_root(index, size, r)
-        if learned is not None:
-            for node_key, node, rest in learned:
-                nodes[node_key] = (node, rest)
-
+        # Two passes in C for the usual, well-formed proof; the full check (which
+        # names the bad element, and lets bytes subclasses through) only otherwise.
+        if len(proof) != expected or set(map(type, proof)) - {bytes} or set(map(len, proof)) - {32}:
+            check_proof_shape(proof, expected, _what(index, size))
+        # Every element is 32 bytes: the packed path holds exactly the same hashes.
+        self.verify_packed(leaf, index, size, b"".join(proof), root)
 
     def verify_packed(self, leaf: bytes, index: int, size: int, path: bytes, root: bytes) -> None:
         """:meth:`verify` of a path given as its hashes concatenated (32 bytes each, leaf first).
 
         Accepts and refuses exactly what ``verify`` does with the path cut into
-        32-byte hashes, without cutting the part above a remembered node.
+        32-byte hashes; ``verify`` checks a proof's shape and comes here.
         """
         if (
             type(path) is not bytes or len(path) & 31
@@ -334,29 +270,43 @@ class InclusionMemo:
             or not isinstance(leaf, bytes) or len(leaf) != 32
         ):
             proof = [path[i : i + 32] for i in range(0, len(path), 32)] if isinstance(path, bytes) else path
-            self.verify(leaf, index, size, proof, root)  # refuses it, saying why (or accepts it)
+            verify_inclusion(leaf, index, size, proof, root)  # refuses it, saying why (or accepts it)
             return
         expected = inclusion_proof_length(index, size)
         if len(path) != 32 * expected:
             check_proof_shape([path[i : i + 32] for i in range(0, len(path), 32)], expected, _what(index, size))
-        cuts, nodes = self._tree(self._packed_trees, size, root)
-        # As in verify; ``at`` is the offset of the next unused hash.
+        key = (size, root)
+        tree = self._trees.get(key)
+        if tree is None:
+            if len(self._trees) >= self._max_trees:
+                self._trees.pop(next(iter(self._trees)), None)
+            depth = (size - 1).bit_length()
+            cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
+            tree = self._trees[key] = (cuts, {})
+        cuts, nodes = tree
+        # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
+        # a level has no sibling and is carried up unchanged. ``at`` is the offset
+        # of the next unused hash.
         fn, sn, level, at = index, size - 1, 0, 0
         r = leaf
-        learned: list[tuple[int, bytes, bytes]] | None = None
+        learned: list[tuple[int, bytes, bytes]] | None = None  # made on a miss only
         while sn:
             if level in cuts:
                 rest = path[at:]
                 known = nodes.get(fn << 6 | level)
                 if known is not None:
                     if known[0] != r or known[1] != rest:
-                        raise _differs_from_proved(index, size, level)
+                        raise VerificationError(
+                            f"{_what(index, size)} does not lead to the signed root (at level {level} its node "
+                            "or the rest of its path differs from the proved ones)"
+                        )
                     break
                 if learned is None:
                     learned = []
                 learned.append((fn << 6 | level, r, rest))
             if fn & 1 or fn < sn:
                 p = path[at : at + 32]
+                # node_hash, inlined: one concatenation and one call (the loop is per sample).
                 r = sha256(b"\x01" + p + r).digest() if fn & 1 else sha256(b"\x01" + r + p).digest()
                 at += 32
             fn >>= 1
@@ -364,7 +314,10 @@ class InclusionMemo:
             level += 1
         else:
             if not hmac.compare_digest(r, root):
-                raise _wrong_root(index, size, r)
+                raise VerificationError(
+                    f"inclusion proof for leaf {index} leads to root {r.hex()}, "
+                    f"not to the expected root of the tree of size {size}"
+                )
         if learned is not None:
             for node_key, node, rest in learned:
                 nodes[node_key] = (node, rest)
