@@ -132,8 +132,8 @@ class BatchTree:
         self._levels = tuple(levels)
         self._fence = [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), _FENCE_STRIDE * DIGEST_SIZE)]
         cut = next(n for n, level in enumerate(levels) if len(level) // 32 <= max(1, tail_nodes))
-        self._lower = tuple(levels[:cut])
-        self._lower_lengths = tuple((level, len(level)) for level in self._lower)
+        # The levels below ``cut``, each with its length in bytes.
+        self._lower = tuple((level, len(level)) for level in levels[:cut])
         # tails[i]: the path hashes above node i of level ``cut``, bottom-up.
         tails: list[tuple[bytes, ...]] = [()]
         for level in reversed(levels[cut:-1]):
@@ -170,31 +170,28 @@ class BatchTree:
                 return found // DIGEST_SIZE
         raise NotFound(f"digest {digest.hex()} is not in this batch")
 
-    def hashes(self, index: int) -> list[bytes]:
-        """The audit path of leaf ``index`` (0 <= index < size), bottom-up."""
+    def _lower_path(self, index: int) -> tuple[list[bytes], int]:
+        """The path of leaf ``index`` below the kept top, and the node of the top it reaches."""
         if not 0 <= index < self.size:
             raise InvalidInput("leaf_index", f"{index} is outside a batch of {self.size}")
         out = []
         node = index
-        for level in self._lower:
-            sibling = (node ^ 1) * 32
-            if sibling < len(level):
+        for level, length in self._lower:
+            sibling = (node ^ 1) << 5
+            if sibling < length:
                 out.append(level[sibling : sibling + 32])
             node >>= 1
+        return out, node
+
+    def hashes(self, index: int) -> list[bytes]:
+        """The audit path of leaf ``index`` (0 <= index < size), bottom-up."""
+        out, node = self._lower_path(index)
         out.extend(self._tails[node])
         return out
 
     def packed_hashes(self, index: int) -> bytes:
         """``hashes(index)`` concatenated, 32 bytes each: one object for the wire."""
-        if not 0 <= index < self.size:
-            raise InvalidInput("leaf_index", f"{index} is outside a batch of {self.size}")
-        out = []
-        node = index
-        for level, length in self._lower_lengths:
-            sibling = (node ^ 1) << 5
-            if sibling < length:
-                out.append(level[sibling : sibling + 32])
-            node >>= 1
+        out, node = self._lower_path(index)
         out.append(self._packed_tails[node])
         return b"".join(out)
 
