@@ -752,6 +752,13 @@ class LedgerService(pb_grpc.LedgerServicer):
             return hint
 
         trees: dict[int, BatchTree] = {}  # this message's batches, without the shared cache's lock
+
+        def tree_of(index: int) -> BatchTree:
+            tree = trees.get(index)
+            if tree is None:
+                tree = trees[index] = self._batch_tree(index)
+            return tree
+
         # The batched columns: position in the query, entry, leaf, and each path packed.
         positions: list[int] = []
         batch_entries: list[int] = []
@@ -763,9 +770,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 found_list = found_of.get(digest, ())
                 if len(found_list) == 1 and found_list[0].batched and not all_revocations.get(found_list[0].index):
                     index = found_list[0].index
-                    tree = trees.get(index)
-                    if tree is None:
-                        tree = trees[index] = self._batch_tree(index)
+                    tree = tree_of(index)
                     leaf = tree.position(digest)
                     positions.append(position)
                     batch_entries.append(index)
@@ -780,9 +785,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 index = found.index
                 hit = record.hits.add(entry_index=index)
                 if found.batched:
-                    tree = trees.get(index)
-                    if tree is None:
-                        tree = trees[index] = self._batch_tree(index)
+                    tree = tree_of(index)
                     leaf = tree.position(digest)
                     batch_path = hit.batch_path
                     batch_path.leaf_index = leaf
