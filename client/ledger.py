@@ -52,7 +52,7 @@ from anchorlog.client.verify import (
     VerifiedAttestation,
     VerifiedCheckpoint,
     VerifiedEntry,
-    check_attestation_entry,
+    attestation_named,
     check_batched_sample,
     check_checkpoint,
     check_consistency,
@@ -709,12 +709,7 @@ class LedgerClient:
             zip(columns.positions, columns.entry_indices, columns.leaf_indices, strict=True)
         ):
             digest = asked[position]
-            attestation = ctx.attestations.get(index)
-            if attestation is None:
-                entry = ctx.entries.get(index)
-                if entry is None:
-                    raise VerificationError(f"server named entry {index} for {digest.hex()} without proof")
-                attestation = ctx.attestations[index] = check_attestation_entry(entry, registry)
+            attestation = attestation_named(index, digest, ctx.entries, registry, ctx.attestations)
             batch = attestation.predicate.batch
             if batch is None:
                 raise BatchPathError(f"entry {index}: server sent a batch path for a direct statement")

@@ -606,6 +606,26 @@ class DigestClaim:
     status_hint: str = ""
 
 
+def attestation_named(
+    index: int,
+    digest: bytes,
+    entries: Mapping[int, VerifiedEntry],
+    registry: KeyRegistry,
+    verified: dict[int, VerifiedAttestation] | None = None,
+) -> VerifiedAttestation:
+    """The attestation at ``index``, which an answer names for ``digest``: taken from
+    ``verified`` (checked against this ``registry`` already), else checked and kept there."""
+    entry = entries.get(index)
+    if entry is None:
+        raise VerificationError(f"server named entry {index} for {digest.hex()} without proof")
+    attestation = verified.get(index) if verified is not None else None
+    if attestation is None:
+        attestation = check_attestation_entry(entry, registry)
+        if verified is not None:
+            verified[index] = attestation
+    return attestation
+
+
 def check_provenance(
     claim: DigestClaim,
     entries: Mapping[int, VerifiedEntry],
@@ -625,14 +645,7 @@ def check_provenance(
     """
     attestations = []
     for index, path in claim.hits:
-        entry = entries.get(index)
-        if entry is None:
-            raise VerificationError(f"server named entry {index} for {claim.digest.hex()} without proof")
-        attestation = verified.get(index) if verified is not None else None
-        if attestation is None:
-            attestation = check_attestation_entry(entry, registry)
-            if verified is not None:
-                verified[index] = attestation
+        attestation = attestation_named(index, claim.digest, entries, registry, verified)
         check_names_digest(attestation, claim.digest, path, memo)
         attestations.append(attestation)
     targets = {a.entry.index: a.entry for a in attestations}
