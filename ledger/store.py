@@ -45,6 +45,7 @@ from anchorlog.ledger.merkle import (
     frontier_root,
     inclusion_nodes,
     inclusion_plan,
+    inclusion_proofs_of_range,
     leaf_hash,
     node_hash,
     range_nodes,
@@ -319,6 +320,27 @@ def _edge_hashes(size: int, frontier: Sequence[bytes]) -> dict[int, bytes]:
         acc = node_hash(h, acc) if acc else h
         out[begin] = acc
     return out
+
+
+# Runs of at least this many neighbouring leaves are proved by one walk of the tree.
+_WALK_MIN_RUN = 8
+
+
+def _runs(ascending: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Maximal runs of consecutive values in distinct ascending ``ascending``, as [begin, end)."""
+    begin = previous = -2
+    for value in ascending:
+        if value != previous + 1:
+            if begin >= 0:
+                yield begin, previous + 1
+            begin = value
+        previous = value
+    if begin >= 0:
+        yield begin, previous + 1
+
+
+class _NotInMemory(Exception):
+    """A node a fast path wanted is not cached; the caller takes the general path."""
 
 
 class _ProofCache:
@@ -976,8 +998,17 @@ class LogStore:
         if edges is None:
             return {index: self.inclusion_proof(index, size) for index in wanted}
         proofs: dict[int, list[bytes]] = {}
+        # Runs of neighbouring leaves (a group's receipts) share most of their
+        # paths: one walk of the tree gives them (about 1.6 us per leaf against 9).
+        alone: list[int] = []
+        for begin, end in _runs(wanted):
+            walked = self._walk_range(begin, end, size, edges) if end - begin >= _WALK_MIN_RUN else None
+            if walked is None:
+                alone.extend(range(begin, end))
+            else:
+                proofs.update(zip(range(begin, end), walked))
         holes: list[tuple[list[bytes], int, int, int]] = []  # (proof, position, level, index)
-        for index in wanted:
+        for index in alone:
             proof, unread = self._path_from_edges(index, size, edges)
             proofs[index] = proof
             holes.extend((proof, position, level, idx) for position, level, idx in unread)
@@ -989,6 +1020,24 @@ class LogStore:
             for proof, position, level, idx in holes:
                 proof[position] = found[(level, idx)]
         return proofs
+
+    def _walk_range(
+        self, begin: int, end: int, size: int, edges: dict[int, bytes]
+    ) -> list[list[bytes]] | None:
+        """The paths of leaves ``[begin, end)`` from one walk of the tree (sharing the part
+        above the range), or None if a node it needs is not in memory."""
+        cache = self._proofs
+
+        def node(level: int, idx: int) -> bytes:
+            found = cache.get(level, idx)
+            if found is None:
+                raise _NotInMemory
+            return found
+
+        try:
+            return inclusion_proofs_of_range(begin, end, size, node, edges.__getitem__)
+        except (_NotInMemory, KeyError):
+            return None
 
     def _inclusion_from_edges(self, index: int, size: int, edges: dict[int, bytes]) -> list[bytes]:
         proof, unread = self._path_from_edges(index, size, edges)

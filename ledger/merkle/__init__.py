@@ -23,6 +23,7 @@ from anchorlog.ledger.merkle.inclusion import (
     inclusion_nodes,
     inclusion_plan,
     inclusion_proof_length,
+    inclusion_proofs_of_range,
     root_from_inclusion,
     verify_inclusion,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "inclusion_nodes",
     "inclusion_plan",
     "inclusion_proof_length",
+    "inclusion_proofs_of_range",
     "leaf_hash",
     "node_hash",
     "range_nodes",

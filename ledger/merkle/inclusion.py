@@ -8,7 +8,7 @@ then ``ProofPlan.assemble`` folds the fetched nodes into the path.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from anchorlog.ledger.errors import InvalidInput, VerificationError
 from anchorlog.ledger.merkle.hashing import HASH_SIZE, node_hash
@@ -18,6 +18,7 @@ __all__ = [
     "inclusion_nodes",
     "inclusion_plan",
     "inclusion_proof_length",
+    "inclusion_proofs_of_range",
     "root_from_inclusion",
     "verify_inclusion",
 ]
@@ -70,6 +71,57 @@ def inclusion_nodes(index: int, size: int) -> tuple[list[tuple[int, int]], int]:
         high >>= 1
         level += 1
     return path, edge
+
+
+def inclusion_proofs_of_range(
+    begin: int,
+    end: int,
+    size: int,
+    node: Callable[[int, int], bytes],
+    right_edge: Callable[[int], bytes],
+) -> list[list[bytes]]:
+    """PATH(i, D[size]) for every leaf ``begin <= i < end``, in order, leaf side first.
+
+    The same paths as ``inclusion_plan``, in one walk from the root that goes
+    down only into subtrees holding leaves of the range, so the part of the
+    path the leaves share is found once (a group's receipts: thousands of
+    neighbouring leaves). ``node(level, index)`` gives the hash of the perfect
+    subtree ``[index << level, (index + 1) << level)`` and ``right_edge(lo)``
+    the hash of the partial range ``[lo, size)``; whatever they raise passes
+    through. Each hash is asked for at most once.
+    """
+    check_size("begin", begin)
+    check_size("end", end)
+    check_size("size", size)
+    if not begin < end <= size:
+        raise InvalidInput("end", f"the range [{begin}, {end}) is empty or not within the tree size {size}")
+    proofs: list[list[bytes]] = []
+    keep = proofs.append
+
+    def subtree(lo: int, hi: int) -> bytes:
+        width = hi - lo
+        if width & (width - 1):  # not a power of two: only on the right edge
+            return right_edge(lo)
+        level = width.bit_length() - 1
+        return node(level, lo >> level)
+
+    def walk(lo: int, hi: int, above: list[bytes]) -> None:
+        # [lo, hi) holds leaves of the range; ``above`` is its own path, nearest first.
+        if hi - lo == 1:
+            keep(above)
+            return
+        mid = lo + (1 << ((hi - lo - 1).bit_length() - 1))  # RFC 9162 §2.1.1 split
+        if begin < mid < end:
+            left, right = subtree(lo, mid), subtree(mid, hi)
+            walk(lo, mid, [right, *above])
+            walk(mid, hi, [left, *above])
+        elif end <= mid:
+            walk(lo, mid, [subtree(mid, hi), *above])
+        else:
+            walk(mid, hi, [subtree(lo, mid), *above])
+
+    walk(0, size, [])
+    return proofs
 
 
 def inclusion_proof_length(index: int, size: int) -> int:

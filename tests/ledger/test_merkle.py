@@ -30,6 +30,7 @@ from anchorlog.ledger.merkle import (
     inclusion_nodes,
     inclusion_plan,
     inclusion_proof_length,
+    inclusion_proofs_of_range,
     leaf_hash,
     node_hash,
     range_nodes,
@@ -352,6 +353,53 @@ def test_inclusion_proofs_match_reference_and_resist_tampering(data: st.DataObje
         with pytest.raises(VerificationError):
             forged()
             pytest.fail(f"accepted: {desc}")
+
+
+@fast
+@given(st.data())
+def test_paths_of_a_range_are_each_leafs_path(data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, MAX_SIZE), label="size")
+    begin = data.draw(st.integers(0, size - 1), label="begin")
+    end = data.draw(st.integers(begin + 1, size), label="end")
+    asked: list[tuple[int, int]] = []
+
+    def node(level: int, index: int) -> bytes:
+        asked.append((index << level, (index + 1) << level))
+        return NODES[NodeID(level, index)]
+
+    def right_edge(lo: int) -> bytes:
+        width = size - lo
+        assert 0 < width and width & (width - 1), f"[{lo}, {size}) is perfect: a node, not an edge"
+        asked.append((lo, size))
+        return REF.mth(lo, size)
+
+    proofs = inclusion_proofs_of_range(begin, end, size, node, right_edge)
+    assert proofs == [REF.inclusion(i, size) for i in range(begin, end)]
+    assert len(asked) == len(set(asked)), "a subtree hash was asked for twice"
+    assert len({id(p) for p in proofs}) == len(proofs), "two leaves share one list"
+    root = REF.root(size)
+    for i, proof in enumerate(proofs, start=begin):
+        verify_inclusion(LEAVES[i], i, size, proof, root)
+
+
+def test_paths_of_a_range_refuse_bad_ranges_and_pass_lookup_errors_through() -> None:
+    def node(level: int, index: int) -> bytes:
+        return NODES[NodeID(level, index)]
+
+    def right_edge(lo: int) -> bytes:
+        return REF.mth(lo, 10)
+
+    for begin, end, size in [(3, 3, 10), (4, 3, 10), (0, 11, 10), (-1, 2, 10), (0, 1, 0)]:
+        with pytest.raises(InvalidInput):
+            inclusion_proofs_of_range(begin, end, size, node, right_edge)
+    with pytest.raises(InvalidInput):
+        inclusion_proofs_of_range(0, 2.0, 10, node, right_edge)  # type: ignore[arg-type]
+
+    def missing(level: int, index: int) -> bytes:
+        raise LookupError(f"no node {level}/{index}")
+
+    with pytest.raises(LookupError):
+        inclusion_proofs_of_range(2, 5, 10, missing, right_edge)
 
 
 def _consistency_forgeries(

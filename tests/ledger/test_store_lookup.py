@@ -65,6 +65,47 @@ def test_inclusion_proofs_equal_single_proofs(tmp_path: Path, hot_level: int) ->
     store.close()
 
 
+@pytest.mark.parametrize("hot_level", [0, 3, 8])
+def test_runs_of_neighbours_are_proved_like_single_leaves(tmp_path: Path, hot_level: int) -> None:
+    """Receipts ask for a group's new leaves together: runs of neighbours take one walk
+    of the tree when every node is in memory, else the single-leaf path."""
+    signer = NoteSigner.generate(ORIGIN)
+    path = tmp_path / "log.db"
+    store = LogStore(path, origin=ORIGIN, hot_level=hot_level)
+    rng = random.Random(hot_level)
+    groups = []
+    for _ in range(6):
+        begin = store.size
+        store.append(
+            [_attestation(store.size + i, (_digest(store.size + i),)) for i in range(rng.randrange(1, 300))],
+            now_ms=0, sign=lambda cp: sign_checkpoint(cp, signer),
+        )
+        groups.append((begin, store.size, store.root_hash))
+
+    def check(store: LogStore, wanted: list[int], size: int, root: bytes) -> None:
+        proofs = store.inclusion_proofs(wanted, size)
+        assert sorted(proofs) == sorted(set(wanted))
+        for index in set(wanted):
+            assert proofs[index] == store.inclusion_proof(index, size)
+            verify_inclusion(store.entry(index).leaf_hash, index, size, proofs[index], root)
+
+    begin, end, root = groups[-1]
+    # The newest group's nodes are all in memory: its receipts come from the walk.
+    if end - begin >= 2:
+        assert store._walk_range(begin, end, end, store._proofs.edges[end]) is not None
+    check(store, list(range(begin, end)), end, root)
+    # Runs across group boundaries, from the first leaf, short runs and lone leaves mixed.
+    for size, at_size in [(end, root), (groups[-2][1], groups[-2][2])]:
+        wanted = [*range(0, min(size, 40)), *range(size // 2, size // 2 + 9), size - 1, size // 3]
+        wanted += rng.sample(range(size), min(size, 30))
+        check(store, wanted, size, at_size)
+    store.close()
+    # Reopened, only the upper levels are in memory again: the same answers.
+    store = LogStore(path, origin=ORIGIN, hot_level=hot_level)
+    check(store, list(range(begin, end)), end, root)
+    store.close()
+
+
 def test_lookup_hits_flags_batches_and_revocations(tmp_path: Path) -> None:
     signer = NoteSigner.generate(ORIGIN)
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)
