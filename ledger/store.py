@@ -327,7 +327,8 @@ _WALK_MIN_RUN = 8
 
 
 def _runs(ascending: Sequence[int]) -> Iterator[tuple[int, int]]:
-    """Maximal runs of consecutive values in distinct ascending ``ascending``, as [begin, end)."""
+    """Maximal runs of consecutive values in ``ascending`` (distinct, ascending, none
+    negative: indices already checked), as [begin, end)."""
     begin = previous = -2
     for value in ascending:
         if value != previous + 1:
@@ -995,7 +996,7 @@ class LogStore:
             if not 0 <= index < size:
                 raise InvalidInput("index", f"{index} is not below the tree size {size}")
         edges = self._proofs.edges.get(size)
-        if edges is None:
+        if edges is None or len(wanted) < _WALK_MIN_RUN:
             return {index: self.inclusion_proof(index, size) for index in wanted}
         proofs: dict[int, list[bytes]] = {}
         # Runs of neighbouring leaves (a group's receipts) share most of their
@@ -1035,8 +1036,10 @@ class LogStore:
             return found
 
         try:
+            # Every right-edge range the walk asks for starts where the frontier splits,
+            # which ``edges`` always holds: a KeyError there is a bug and is raised.
             return inclusion_proofs_of_range(begin, end, size, node, edges.__getitem__)
-        except (_NotInMemory, KeyError):
+        except _NotInMemory:
             return None
 
     def _inclusion_from_edges(self, index: int, size: int, edges: dict[int, bytes]) -> list[bytes]:

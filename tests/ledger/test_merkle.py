@@ -367,15 +367,21 @@ def test_paths_of_a_range_are_each_leafs_path(data: st.DataObject) -> None:
         asked.append((index << level, (index + 1) << level))
         return NODES[NodeID(level, index)]
 
+    # Where the frontier of `size` splits: the only right-edge ranges a store keeps.
+    splits = {n.begin for n in range_nodes(0, size)}
+
     def right_edge(lo: int) -> bytes:
         width = size - lo
         assert 0 < width and width & (width - 1), f"[{lo}, {size}) is perfect: a node, not an edge"
+        assert lo in splits, f"[{lo}, {size}) does not start where the frontier splits"
         asked.append((lo, size))
         return REF.mth(lo, size)
 
     proofs = inclusion_proofs_of_range(begin, end, size, node, right_edge)
     assert proofs == [REF.inclusion(i, size) for i in range(begin, end)]
     assert len(asked) == len(set(asked)), "a subtree hash was asked for twice"
+    # Exactly the distinct hashes of the paths: nothing asked that no path holds.
+    assert len(asked) == len({h for proof in proofs for h in proof})
     assert len({id(p) for p in proofs}) == len(proofs), "two leaves share one list"
     root = REF.root(size)
     for i, proof in enumerate(proofs, start=begin):

@@ -96,13 +96,44 @@ def test_runs_of_neighbours_are_proved_like_single_leaves(tmp_path: Path, hot_le
     check(store, list(range(begin, end)), end, root)
     # Runs across group boundaries, from the first leaf, short runs and lone leaves mixed.
     for size, at_size in [(end, root), (groups[-2][1], groups[-2][2])]:
-        wanted = [*range(0, min(size, 40)), *range(size // 2, size // 2 + 9), size - 1, size // 3]
+        wanted = [*range(min(size, 40)), *range(size // 2, size // 2 + 9), size - 1, size // 3]
         wanted += rng.sample(range(size), min(size, 30))
         check(store, wanted, size, at_size)
     store.close()
-    # Reopened, only the upper levels are in memory again: the same answers.
+    # Reopened, only the levels from hot_level up are in memory: below it the
+    # walk cannot run, and the same answers come from the single-leaf path.
     store = LogStore(path, origin=ORIGIN, hot_level=hot_level)
+    if end - begin >= 2 and hot_level > 0:
+        assert store._walk_range(begin, end, end, store._proofs.edges[end]) is None
     check(store, list(range(begin, end)), end, root)
+    store.close()
+
+
+def test_runs_whose_nodes_left_memory_while_open_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest leaves' nodes below hot_level are kept for a bounded number of
+    leaves: a run whose left neighbours' nodes were dropped takes the single-leaf
+    path, with the same answers."""
+    import anchorlog.ledger.store as store_module
+
+    monkeypatch.setattr(store_module, "RECENT_LEAVES", 100)
+    signer = NoteSigner.generate(ORIGIN)
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN, hot_level=3)
+    for _ in range(3):
+        store.append(
+            [_attestation(store.size + i, (_digest(store.size + i),)) for i in range(70)],
+            now_ms=0, sign=lambda cp: sign_checkpoint(cp, signer),
+        )
+    size, root = store.size, store.root_hash  # 210: only the newest group's low nodes are kept
+    edges = store._proofs.edges[size]
+    # Leaves 144-159 need low nodes of the newest group only (levels from 3 up are all kept).
+    assert store._walk_range(144, 160, size, edges) is not None
+    assert store._walk_range(64, 74, size, edges) is None  # low nodes of dropped groups
+    proofs = store.inclusion_proofs([*range(60, 80), *range(140, 210)], size)
+    for index, proof in proofs.items():
+        assert proof == store.inclusion_proof(index, size)
+        verify_inclusion(store.entry(index).leaf_hash, index, size, proof, root)
     store.close()
 
 
