@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from anchorlog.ledger.errors import InvalidInput, VerificationError
 from anchorlog.ledger.merkle.hashing import HASH_SIZE, node_hash
 from anchorlog.ledger.merkle.inclusion import check_proof_shape, inclusion_proof_length
-from anchorlog.ledger.merkle.ranges import ProofPlan, check_size
+from anchorlog.ledger.merkle.ranges import ProofPlan, check_size, split_point
 
 __all__ = ["consistency_plan", "consistency_proof_length", "verify_consistency"]
 
@@ -34,7 +34,7 @@ def consistency_plan(old_size: int, new_size: int) -> ProofPlan:
     found: list[tuple[int, int]] = []
     lo, hi, m, complete = 0, new_size, old_size, True
     while m != hi - lo:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)  # largest power of two < hi - lo
+        k = split_point(hi - lo)
         if m <= k:
             found.append((lo + k, hi))
             hi = lo + k

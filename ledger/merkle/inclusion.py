@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from anchorlog.ledger.errors import InvalidInput, VerificationError
 from anchorlog.ledger.merkle.hashing import HASH_SIZE, node_hash
-from anchorlog.ledger.merkle.ranges import ProofPlan, check_size
+from anchorlog.ledger.merkle.ranges import ProofPlan, check_size, split_point
 
 __all__ = [
     "inclusion_nodes",
@@ -35,7 +35,7 @@ def inclusion_plan(index: int, size: int) -> ProofPlan:
     siblings: list[tuple[int, int]] = []
     lo, hi = 0, size
     while hi - lo > 1:
-        k = 1 << ((hi - lo - 1).bit_length() - 1)  # largest power of two < hi - lo
+        k = split_point(hi - lo)
         if index < lo + k:
             siblings.append((lo + k, hi))
             hi = lo + k
@@ -110,7 +110,7 @@ def inclusion_proofs_of_range(
         if hi - lo == 1:
             keep(above)
             return
-        mid = lo + (1 << ((hi - lo - 1).bit_length() - 1))  # RFC 9162 §2.1.1 split
+        mid = lo + split_point(hi - lo)
         if begin < mid < end:
             left, right = subtree(lo, mid), subtree(mid, hi)
             walk(lo, mid, [right, *above])

@@ -26,6 +26,7 @@ __all__ = [
     "frontier_root",
     "range_nodes",
     "root_of",
+    "split_point",
 ]
 
 
@@ -50,6 +51,12 @@ class NodeID:
     def end(self) -> int:
         """One past the last leaf covered."""
         return (self.index + 1) << self.level
+
+
+def split_point(width: int) -> int:
+    """k, the largest power of two below ``width`` (> 1): RFC 9162 §2.1.1 splits
+    D[n] into D[0:k] and D[k:n], and every proof walks those splits."""
+    return 1 << ((width - 1).bit_length() - 1)
 
 
 def check_size(field: str, value: object) -> int:
