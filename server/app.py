@@ -31,6 +31,7 @@ from anchorlog.server.decoding import RejectUndecodable
 from anchorlog.server.head import HeadFile, check_store_reaches_head
 from anchorlog.server.sequencer import Sequencer
 from anchorlog.server.service import LedgerService, ServiceLimits
+from anchorlog.server.validation_pool import CheckPool
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -58,6 +59,9 @@ class ServerConfig:
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     # Cap on ledger.db's size; past it submissions fail RESOURCE_EXHAUSTED as on a full disk.
     max_db_bytes: int | None = None
+    # Processes that check submitted envelopes beside the server's interpreter (0: none;
+    # the command line's default is one less than the CPUs).
+    check_workers: int = 0
 
 
 def write_secret_file(path: Path, content: str) -> None:
@@ -100,12 +104,15 @@ class RunningServer:
     tokens: TokenStore
     health: health.HealthServicer
     signer: NoteSigner
+    check_pool: CheckPool | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let RPCs in flight finish, drain the sequencer, close."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         self.sequencer.close()
+        if self.check_pool is not None:
+            self.check_pool.close()
         self.store.close()
         self.tokens.close()
 
@@ -161,22 +168,6 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
         ],
         interceptors=[RejectUndecodable()],
     )
-    service = LedgerService(
-        store=store,
-        registry=registry,
-        sequencer=sequencer,
-        tokens=tokens,
-        signer=signer,
-        limits=config.limits,
-        failures=FailureLimiter(config.auth_failures_per_minute, 60.0),
-    )
-    pb_grpc.add_LedgerServicer_to_server(service, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (pb.DESCRIPTOR.services_by_name["Ledger"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
-        server,
-    )
     if config.tls_cert and config.tls_key:
         credentials = grpc.ssl_server_credentials(
             [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
@@ -186,6 +177,25 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
         port = server.add_insecure_port(config.listen)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
+    # After the last step that can fail on bad configuration: nothing to stop on error.
+    check_pool = CheckPool(config.check_workers) if config.check_workers else None
+    service = LedgerService(
+        store=store,
+        registry=registry,
+        sequencer=sequencer,
+        tokens=tokens,
+        signer=signer,
+        limits=config.limits,
+        failures=FailureLimiter(config.auth_failures_per_minute, 60.0),
+        check_pool=check_pool,
+    )
+    pb_grpc.add_LedgerServicer_to_server(service, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (pb.DESCRIPTOR.services_by_name["Ledger"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
+    )
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -200,7 +210,7 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     # Last line of the start-up banner: scripts (and the tests) wait for it.
     print(f"log size: {store.size}", file=out)
     out.flush()
-    return RunningServer(server, port, store, sequencer, tokens, health_servicer, signer)
+    return RunningServer(server, port, store, sequencer, tokens, health_servicer, signer, check_pool)
 
 
 # Tracked allocations between young collections. Every submission allocates a few

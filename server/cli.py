@@ -90,12 +90,16 @@ def _configure_logging(level: str) -> None:
               type=click.IntRange(1), help="Entry bytes per GetEntries answer (at least one entry is sent).")
 @click.option("--max-digests-per-query", envvar="ANCHORLOG_MAX_DIGESTS_PER_QUERY", default=10_000,
               show_default=True, type=click.IntRange(1), help="Digests per StreamProvenance message.")
+@click.option("--check-workers", envvar="ANCHORLOG_CHECK_WORKERS", default=None, type=click.IntRange(0, 64),
+              help="Processes that check submitted envelopes (parse, statement, signature) beside the "
+                   "server's own interpreter; 0 checks them in it.  [default: CPUs - 1, at most 8]")
 def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_key: Path | None,
           workers: int, auth_failures_per_minute: int, log_level: str, max_db_bytes: int | None,
           max_message_bytes: int, max_envelope_bytes: int, max_subjects: int, max_batch_digests: int,
           max_items_per_request: int, max_stream_items: int, max_streams_per_principal: int,
           max_streams: int | None, stream_idle_seconds: float, max_stream_seconds: float,
-          max_entries_page: int, max_entries_bytes: int, max_digests_per_query: int) -> None:
+          max_entries_page: int, max_entries_bytes: int, max_digests_per_query: int,
+          check_workers: int | None) -> None:
     """Run the ledger service until SIGTERM or SIGINT.
 
     Every option can also be set by the ANCHORLOG_* environment variable shown
@@ -104,6 +108,7 @@ def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_k
     from anchorlog.server.app import ServerConfig, serve_forever
     from anchorlog.server.service import ServiceLimits
     from anchorlog.server.submissions import SubmissionLimits
+    from anchorlog.server.validation_pool import default_workers
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -113,6 +118,7 @@ def serve(data_dir: Path, listen: str, origin: str, tls_cert: Path | None, tls_k
             data_dir=data_dir, listen=listen, origin=origin, tls_cert=tls_cert, tls_key=tls_key,
             workers=workers, auth_failures_per_minute=auth_failures_per_minute,
             max_db_bytes=max_db_bytes, max_message_bytes=max_message_bytes,
+            check_workers=default_workers() if check_workers is None else check_workers,
             limits=ServiceLimits(
                 submission=SubmissionLimits(
                     max_envelope_bytes=max_envelope_bytes, max_subjects=max_subjects,

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -77,11 +77,17 @@ from anchorlog.server.errors import (
 )
 from anchorlog.server.sequencer import SequencedItem, Sequencer
 from anchorlog.server.submissions import SubmissionLimits, VendorSubmissions
+from anchorlog.server.validation_pool import CheckPool, Passed
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
 log = logging.getLogger("anchorlog.server")
 T = TypeVar("T")
+
+# A message with fewer items and bytes than these is checked in the handler: a
+# worker's round trip (a pickle and a pipe each way) would cost more than it frees.
+POOL_MIN_ITEMS = 8
+POOL_MIN_BYTES = 256 << 10
 # Refusals worth a warning in the log: someone tried what they may not do.
 _SECURITY_CODES = frozenset({
     grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
@@ -346,6 +352,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         signer: NoteSigner,
         limits: ServiceLimits,
         failures: FailureLimiter,
+        check_pool: CheckPool | None = None,
     ) -> None:
         missing = [m for m in pb.DESCRIPTOR.services_by_name["Ledger"].methods_by_name if m not in RPC_ROLES]
         if missing:
@@ -357,6 +364,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self._signer = signer
         self._limits = limits
         self._failures = failures
+        self._check_pool = check_pool
         self._streams = _StreamSlots(limits.max_streams_per_principal, limits.max_streams)
         self._batch_trees = _BatchTreeCache(limits.batch_tree_cache_bytes)
         # Vendors repeat one predicate over many one-sample envelopes: each is checked once.
@@ -517,10 +525,19 @@ class LedgerService(pb_grpc.LedgerServicer):
             principal.name, registry=self._registry, store=self._store,
             limits=self._limits.submission, predicates=self._predicates,
         )
+        pairs = [(item.envelope, item.batch_digests) for item in items]
+        passed: Sequence[Passed | None] = [None] * len(pairs)
+        if self._check_pool is not None and (
+            len(pairs) >= POOL_MIN_ITEMS or sum(len(e) + len(b) for e, b in pairs) >= POOL_MIN_BYTES
+        ):
+            passed = self._check_pool.check(submissions.order(pairs))
         prepared: list[SequencedItem | BaseException] = []
-        for item in items:
+        for (envelope, batch_digests), verdict in zip(pairs, passed, strict=True):
             try:
-                prepared.append(submissions.prepare(item.envelope, item.batch_digests))
+                if verdict is None:
+                    prepared.append(submissions.prepare(envelope, batch_digests))
+                else:
+                    prepared.append(submissions.accept(envelope, batch_digests, verdict))
             except Exception as exc:  # noqa: BLE001 - reported per item
                 prepared.append(exc)
         return prepared

@@ -7,6 +7,7 @@ caller's own vendor; the DSSE ``keyid`` only orders the attempts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,7 @@ from anchorlog.ledger.predicates import (
 from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
 from anchorlog.server.errors import Denied
 from anchorlog.server.sequencer import SequencedItem
+from anchorlog.server.validation_pool import CandidateKey, CheckOrder, Passed
 
 # Clocks differ a little; a claim dated further ahead than this is refused, since
 # verifiers measure a claim's age from it (capped at the integration time).
@@ -176,3 +178,36 @@ class VendorSubmissions:
         )
         return SequencedItem(pending=pending, signing_key_id=key.key_id)
 
+    def order(self, items: Sequence[tuple[bytes, bytes]]) -> CheckOrder:
+        """What a validation worker needs to check ``items`` (envelope, batch digests) as ``prepare`` would."""
+        limits = self._limits
+        return CheckOrder(
+            vendor_id=self.vendor_id,
+            keys=tuple(
+                CandidateKey(k.key_id, k.public_key, k.registered_index)
+                for k in self._registry.vendor_keys(self.vendor_id)
+            ),
+            now=self._now,
+            max_future=MAX_FUTURE_SKEW,
+            max_subjects=limits.max_subjects,
+            max_batch=limits.max_batch,
+            max_envelope_bytes=limits.max_envelope_bytes,
+            items=tuple(items),
+        )
+
+    def accept(self, envelope: bytes, batch_digests: bytes, passed: Passed) -> SequencedItem:
+        """``prepare``'s result for an item a worker passed: only the registry's checks are left."""
+        key = self._registry.keys.get(passed.key_id)
+        if key is None or key.vendor_id != self.vendor_id:
+            return self.prepare(envelope, batch_digests)  # the registry changed meanwhile
+        _check_key_valid(key, self._now)
+        pending = PendingEntry(
+            kind=EntryKind.ATTESTATION,
+            submitter=self.vendor_id,
+            envelope=envelope,
+            dedup_key=passed.dedup_key,
+            subject_digests=passed.subject_digests,
+            batch_digests=batch_digests,
+            revokes=(),
+        )
+        return SequencedItem(pending=pending, signing_key_id=key.key_id)
