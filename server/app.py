@@ -95,6 +95,18 @@ def load_or_create_signer(data_dir: Path, origin: str) -> NoteSigner:
     return signer
 
 
+def _start_check_pool(workers: int) -> CheckPool | None:
+    """The checking workers, or None (checks in this process) when there are none or
+    they cannot be started: the service still runs, slower, and says so."""
+    if not workers:
+        return None
+    try:
+        return CheckPool(workers)
+    except OSError as exc:
+        log.error("cannot start %d envelope-checking workers (%s); checking in the server process", workers, exc)
+        return None
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -178,7 +190,7 @@ def start(config: ServerConfig, out: TextIO = sys.stdout) -> RunningServer:
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     # After the last step that can fail on bad configuration: nothing to stop on error.
-    check_pool = CheckPool(config.check_workers) if config.check_workers else None
+    check_pool = _start_check_pool(config.check_workers)
     service = LedgerService(
         store=store,
         registry=registry,

@@ -88,6 +88,9 @@ T = TypeVar("T")
 # worker's round trip (a pickle and a pipe each way) would cost more than it frees.
 POOL_MIN_ITEMS = 8
 POOL_MIN_BYTES = 256 << 10
+# Nor one larger than this (say batches of 10^6 digests): the workers take orders
+# in turn, and one such message would hold every other caller's behind it.
+POOL_MAX_BYTES = 8 << 20
 # Refusals worth a warning in the log: someone tried what they may not do.
 _SECURITY_CODES = frozenset({
     grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
@@ -527,8 +530,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         )
         pairs = [(item.envelope, item.batch_digests) for item in items]
         passed: Sequence[Passed | None] = [None] * len(pairs)
-        if self._check_pool is not None and (
-            len(pairs) >= POOL_MIN_ITEMS or sum(len(e) + len(b) for e, b in pairs) >= POOL_MIN_BYTES
+        size = sum(len(e) + len(b) for e, b in pairs)
+        if self._check_pool is not None and size <= POOL_MAX_BYTES and (
+            len(pairs) >= POOL_MIN_ITEMS or size >= POOL_MIN_BYTES
         ):
             passed = self._check_pool.check(submissions.order(pairs))
         prepared: list[SequencedItem | BaseException] = []

@@ -123,6 +123,7 @@ class VendorSubmissions:
         self._predicates = predicates
         self._now = now or datetime.now(UTC)
         self._candidates: dict[tuple[str, ...], list[VendorKey]] = {}
+        self._order_keys: dict[str, VendorKey] = {}  # see order()
 
     def _candidate_keys(self, attestation: Attestation) -> list[VendorKey]:
         hints = tuple(s.keyid for s in attestation.envelope.signatures if s.keyid)
@@ -181,11 +182,12 @@ class VendorSubmissions:
     def order(self, items: Sequence[tuple[bytes, bytes]]) -> CheckOrder:
         """What a validation worker needs to check ``items`` (envelope, batch digests) as ``prepare`` would."""
         limits = self._limits
+        # The keys as of now, as prepare keeps its candidates for the whole message.
+        self._order_keys = {k.key_id: k for k in self._registry.vendor_keys(self.vendor_id)}
         return CheckOrder(
             vendor_id=self.vendor_id,
             keys=tuple(
-                CandidateKey(k.key_id, k.public_key, k.registered_index)
-                for k in self._registry.vendor_keys(self.vendor_id)
+                CandidateKey(k.key_id, k.public_key, k.registered_index) for k in self._order_keys.values()
             ),
             now=self._now,
             max_future=MAX_FUTURE_SKEW,
@@ -197,9 +199,9 @@ class VendorSubmissions:
 
     def accept(self, envelope: bytes, batch_digests: bytes, passed: Passed) -> SequencedItem:
         """``prepare``'s result for an item a worker passed: only the registry's checks are left."""
-        key = self._registry.keys.get(passed.key_id)
-        if key is None or key.vendor_id != self.vendor_id:
-            return self.prepare(envelope, batch_digests)  # the registry changed meanwhile
+        key = self._order_keys.get(passed.key_id)
+        if key is None:  # not a key this order named: check the item from the start
+            return self.prepare(envelope, batch_digests)
         _check_key_valid(key, self._now)
         pending = PendingEntry(
             kind=EntryKind.ATTESTATION,

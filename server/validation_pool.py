@@ -19,13 +19,15 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from anchorlog.ledger.attestation import check_attestation
 from anchorlog.ledger.dsse import verify_envelope
@@ -37,6 +39,8 @@ log = logging.getLogger("anchorlog.server")
 
 # How often a worker checks that the server that started it is still there.
 ORPHAN_POLL_SECONDS = 0.5
+# How long closing waits for a worker to finish its order before killing it.
+CLOSE_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,14 @@ def _check_item(order: CheckOrder, envelope: bytes, batch_digests: bytes, predic
 
 
 def _start_worker(server_pid: int) -> None:
-    """In each worker, first: it lives only as long as the server that started it."""
-    # A Ctrl-C reaches the whole process group: the server drains and then closes
-    # the pool, so a worker must not die first with requests still in flight.
+    """In each worker, first: it ends when its server closes it or is gone, not on signals."""
+    # SIGINT (Ctrl-C) and SIGTERM (a service manager stopping the whole group)
+    # reach the workers too: the server drains and then closes the pool, so a
+    # worker must not die first with orders in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A worker holds both ends of its own task queue, so a server killed outright
-    # (SIGKILL, out of memory) leaves it waiting for ever; it leaves once orphaned.
+    # (SIGKILL, out of memory) would leave it waiting for ever; it leaves once orphaned.
     threading.Thread(target=_exit_when_orphaned, args=(server_pid,), name="orphan-watch", daemon=True).start()
 
 
@@ -123,14 +129,48 @@ def _exit_when_orphaned(server_pid: int) -> None:
     os._exit(0)
 
 
+def _cgroup_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """CPUs a cgroup v2 quota allows (``cpu.max``: "quota period" or "max period"), rounded up."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, -(-int(quota) // int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def default_workers() -> int:
-    """One less than the CPUs this process may run on (the server's own interpreter
-    takes one), at most 8; 0 on a single CPU, where a worker would only add copies."""
+    """One less than the CPUs the server may use (its own interpreter takes one),
+    at most 8; 0 on a single CPU, where a worker would only add copies.
+
+    CPUs it may use: the scheduler's affinity mask, lowered by a cgroup v2 CPU
+    quota (a container limited to one CPU on a larger host gets none).
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    if quota is not None:
+        cpus = min(cpus, quota)
     return max(0, min(8, cpus - 1))
+
+
+# multiprocessing's resource tracker (a helper process sharing the server's
+# stderr) removes the pool's semaphores once the server is gone; after a
+# SIGKILL it also prints a plain-text UserWarning that it did, into a log of
+# JSON lines. The cleanup stays, the warning goes: the tracker is started with
+# the interpreter's -W options, which it takes from sys.warnoptions.
+_TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    if _TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNING)
 
 
 class CheckPool:
@@ -139,34 +179,69 @@ class CheckPool:
     Orders queue when every worker is busy (at most one per RPC thread) rather
     than being checked in the handler: that would take the GIL from the
     sequencer, which is what limits a busy server (measured: 5,924 against
-    6,816 appends/s at 10^6 entries with one worker).
+    6,816 appends/s at 10^6 entries with one worker). An order not answered
+    within ``timeout`` seconds (a stopped or stuck worker) is checked in the
+    handler, and the workers are ended: from then on, as after a worker died,
+    the server checks everything itself.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, timeout: float = 60.0) -> None:
         if workers < 1:
             raise ValueError("a CheckPool needs at least one worker")
+        _quiet_resource_tracker()
         # spawn, not fork: the server has threads running, and a worker then holds
         # nothing of the server's memory (no log key, no tokens).
         self._pool = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
             initargs=(os.getpid(),),
         )
-        self._broken = False
+        self._timeout = timeout
+        self._broken = threading.Event()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
         # Start the processes now, without waiting for them: the first orders queue behind.
         for _ in range(workers):
             self._pool.submit(int)
 
     def check(self, order: CheckOrder) -> Sequence[Passed | None]:
         """The workers' verdicts; all None (the handler checks every item) once they are gone."""
-        if self._broken:
-            return [None] * len(order.items)
+        nothing: list[Passed | None] = [None] * len(order.items)
+        if self._broken.is_set():
+            return nothing
         try:
-            return self._pool.submit(check_order, order).result()
+            return self._pool.submit(check_order, order).result(self._timeout)
         except BrokenProcessPool:
-            if not self._broken:
-                self._broken = True
-                log.error("the envelope-checking workers died; submissions are checked in the server process")
-            return [None] * len(order.items)
+            self._give_up("the envelope-checking workers died")
+        except TimeoutError:
+            self._give_up(f"an envelope-checking worker did not answer within {self._timeout:g} s")
+        except CancelledError:
+            pass  # the pool is closing: the server is stopping
+        except Exception as exc:  # noqa: BLE001 - the handler checks this order itself
+            if not (isinstance(exc, RuntimeError) and self._closed.is_set()):
+                log.error("an envelope-checking worker failed (%s); this message is checked in the server "
+                          "process", type(exc).__name__)
+        return nothing
+
+    def _give_up(self, why: str) -> None:
+        with self._lock:
+            if self._broken.is_set():
+                return
+            self._broken.set()
+        log.error("%s; submissions are checked in the server process from now on", why)
+        self._end_workers()
+
+    def _end_workers(self) -> None:
+        # ProcessPoolExecutor has no public way to stop a stuck worker (3.14 adds
+        # kill_workers); its _processes map is the only handle on them.
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(CLOSE_GRACE_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join(CLOSE_GRACE_SECONDS)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers: at once when idle, killed after a grace period when stuck."""
+        self._closed.set()
+        self._end_workers()

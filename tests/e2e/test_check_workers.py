@@ -154,6 +154,21 @@ def test_a_server_with_workers_answers_every_item_as_one_without(
     ]
 
 
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_the_worker_does_the_checking(pair: tuple[Setup, Setup], keys: dict[str, Key]) -> None:
+    with_workers, _ = pair
+    (worker,) = _workers(with_workers.server)
+    before = _cpu_ticks(worker)
+    items = [attest(keys["acme"], [digest]) for digest in fresh_digests("busy", 400)]
+    assert all(isinstance(a, tuple) for a in with_workers.submit(items))
+    # 400 signature checks and parses, about 50 ms of CPU: in the worker, not the server.
+    assert _cpu_ticks(worker) - before >= 2
+
+
 def test_killed_workers_leave_the_server_answering_the_same(
     pair: tuple[Setup, Setup], keys: dict[str, Key]
 ) -> None:

@@ -7,7 +7,12 @@ real spawned worker, and tests/e2e/test_check_workers.py runs it inside the serv
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +25,7 @@ from anchorlog.client.vendor import (
     attest_samples,
     revoke_entries,
 )
-from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, sign_envelope
+from anchorlog.ledger.dsse import PAYLOAD_TYPE_INTOTO, pae, sign_envelope
 from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry
 from anchorlog.ledger.predicates import PROVENANCE_V1, Canonicalization, Claim
 from anchorlog.ledger.statement import Subject, build_statement
@@ -28,7 +33,7 @@ from anchorlog.ledger.store import LogStore
 from anchorlog.server.errors import Denied
 from anchorlog.server.sequencer import SequencedItem
 from anchorlog.server.submissions import SubmissionLimits, VendorSubmissions
-from anchorlog.server.validation_pool import CheckPool, Passed, check_order
+from anchorlog.server.validation_pool import CheckPool, Passed, _cgroup_cpus, check_order
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -198,3 +203,107 @@ def test_an_order_names_only_the_callers_public_keys(vendors: Vendors, store: Lo
     order = _submissions(vendors, store).order([(b"{}", b"")])
     assert {k.key_id for k in order.keys} == {vendors.valid.key_id, vendors.expired.key_id, vendors.revoked.key_id}
     assert all(len(k.public_key) == 32 for k in order.keys)
+
+
+def _signed_twice(first: VendorKeyPair, second: VendorKeyPair, hints: tuple[str, str]) -> bytes:
+    """One statement with two DSSE signatures, each key's, with the given keyid hints."""
+    payload = build_statement([Subject("s/twice", hashlib.sha256(repr(hints).encode()).digest())],
+                              PROVENANCE_V1, DETAILS.predicate().to_json())
+    message = pae(PAYLOAD_TYPE_INTOTO, payload)
+    return json.dumps({
+        "payload": base64.b64encode(payload).decode(),
+        "payloadType": PAYLOAD_TYPE_INTOTO,
+        "signatures": [
+            {"keyid": hint, "sig": base64.b64encode(key.private_key.sign(message)).decode()}
+            for key, hint in zip((first, second), hints, strict=True)
+        ],
+    }).encode()
+
+
+@pytest.mark.parametrize(
+    ("hinted", "accepted"),
+    [
+        ("both", True),  # both hinted: registration order, the valid key (registered first) wins
+        ("revoked", False),  # only the revoked key hinted: tried first, verifies, refused
+        ("valid", True),
+        ("neither", True),
+    ],
+)
+def test_two_verifying_keys_are_tried_in_the_handlers_order(
+    vendors: Vendors, store: LogStore, hinted: str, accepted: bool
+) -> None:
+    hints = (
+        vendors.revoked.key_id if hinted in ("both", "revoked") else "",
+        vendors.valid.key_id if hinted in ("both", "valid") else "",
+    )
+    envelope = _signed_twice(vendors.revoked, vendors.valid, hints)
+    submissions = _submissions(vendors, store)
+    verdict = check_order(submissions.order([(envelope, b"")]))[0]
+    assert verdict is not None
+    alone = _outcome(lambda: submissions.prepare(envelope, b""))
+    assert _with_workers(submissions, envelope, b"", verdict) == alone
+    assert (type(alone) is SequencedItem) == accepted, alone
+    assert verdict.key_id == (vendors.valid.key_id if accepted else vendors.revoked.key_id)
+
+
+def _spawned_children() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and spawned:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_stuck_worker_is_given_up_and_ended(vendors: Vendors, store: LogStore, caplog: pytest.LogCaptureFixture) -> None:
+    submissions = _submissions(vendors, store)
+    order = submissions.order(list(_items(vendors).values()))
+    before = set(_spawned_children())
+    pool = CheckPool(1, timeout=1.0)
+    try:
+        assert list(pool.check(order)) == check_order(order)  # the worker is up
+        (worker,) = set(_spawned_children()) - before
+        os.kill(worker, signal.SIGSTOP)
+        started = time.monotonic()
+        assert list(pool.check(order)) == [None] * len(order.items)  # the handler checks them
+        assert "did not answer within 1 s" in caplog.text
+        assert worker not in _spawned_children()  # killed, not left stopped
+        assert list(pool.check(order)) == [None] * len(order.items)  # and not asked again
+        assert time.monotonic() - started < 30
+    finally:
+        pool.close()
+
+
+def test_workers_ignore_the_signals_a_service_manager_sends_the_whole_group(
+    vendors: Vendors, store: LogStore
+) -> None:
+    order = _submissions(vendors, store).order(list(_items(vendors).values()))
+    before = set(_spawned_children())
+    pool = CheckPool(1)
+    try:
+        assert list(pool.check(order)) == check_order(order)
+        (worker,) = set(_spawned_children()) - before
+        os.kill(worker, signal.SIGTERM)
+        os.kill(worker, signal.SIGINT)
+        assert list(pool.check(order)) == check_order(order)  # still there, still answering
+    finally:
+        pool.close()
+    assert worker not in _spawned_children()
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000", 1), ("200000 100000", 2),
+     ("", None), ("lots 100000", None), ("100000 0", None)],
+)
+def test_a_cgroup_cpu_quota_is_read_rounded_up(tmp_path: Path, text: str, cpus: int | None) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(text)
+    assert _cgroup_cpus(cpu_max) == cpus
+    assert _cgroup_cpus(tmp_path / "absent") is None
