@@ -23,10 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from anchorlog.ledger.attestation import check_attestation
@@ -39,7 +40,7 @@ log = logging.getLogger("anchorlog.server")
 
 # How often a worker checks that the server that started it is still there.
 ORPHAN_POLL_SECONDS = 0.5
-# How long closing waits for a worker to finish its order before killing it.
+# How long closing waits for the workers to finish their orders before killing them.
 CLOSE_GRACE_SECONDS = 5.0
 
 
@@ -112,12 +113,11 @@ def _check_item(order: CheckOrder, envelope: bytes, batch_digests: bytes, predic
 
 
 def _start_worker(server_pid: int) -> None:
-    """In each worker, first: it ends when its server closes it or is gone, not on signals."""
-    # SIGINT (Ctrl-C) and SIGTERM (a service manager stopping the whole group)
-    # reach the workers too: the server drains and then closes the pool, so a
-    # worker must not die first with orders in flight.
+    """In each worker, first: it ends when its server closes it or is gone, not on Ctrl-C."""
+    # Ctrl-C reaches the whole process group: the server drains and then closes
+    # the pool, so a worker must not die first with orders in flight. SIGTERM
+    # keeps its default: the pool itself ends workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A worker holds both ends of its own task queue, so a server killed outright
     # (SIGKILL, out of memory) would leave it waiting for ever; it leaves once orphaned.
     threading.Thread(target=_exit_when_orphaned, args=(server_pid,), name="orphan-watch", daemon=True).start()
@@ -168,9 +168,17 @@ def default_workers() -> int:
 _TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
-def _quiet_resource_tracker() -> None:
-    if _TRACKER_WARNING not in sys.warnoptions:
+def _start_quiet_resource_tracker() -> None:
+    """Start the tracker (if it is not running) with that warning ignored, and
+    leave this process's warning options as they were."""
+    added = _TRACKER_WARNING not in sys.warnoptions
+    if added:
         sys.warnoptions.append(_TRACKER_WARNING)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(_TRACKER_WARNING)
 
 
 class CheckPool:
@@ -179,16 +187,16 @@ class CheckPool:
     Orders queue when every worker is busy (at most one per RPC thread) rather
     than being checked in the handler: that would take the GIL from the
     sequencer, which is what limits a busy server (measured: 5,924 against
-    6,816 appends/s at 10^6 entries with one worker). An order not answered
-    within ``timeout`` seconds (a stopped or stuck worker) is checked in the
-    handler, and the workers are ended: from then on, as after a worker died,
-    the server checks everything itself.
+    6,816 appends/s at 10^6 entries with one worker). When orders are waiting
+    and none has been answered for ``timeout`` seconds (a stopped or stuck
+    worker), or a worker dies, the workers are ended and the handlers check
+    everything themselves from then on.
     """
 
     def __init__(self, workers: int, *, timeout: float = 60.0) -> None:
         if workers < 1:
             raise ValueError("a CheckPool needs at least one worker")
-        _quiet_resource_tracker()
+        _start_quiet_resource_tracker()
         # spawn, not fork: the server has threads running, and a worker then holds
         # nothing of the server's memory (no log key, no tokens).
         self._pool = ProcessPoolExecutor(
@@ -199,9 +207,16 @@ class CheckPool:
         self._broken = threading.Event()
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._in_flight = 0
+        # When an order was last answered, or the pool last went from idle to busy.
+        self._progress = time.monotonic()
         # Start the processes now, without waiting for them: the first orders queue behind.
-        for _ in range(workers):
-            self._pool.submit(int)
+        try:
+            for _ in range(workers):
+                self._pool.submit(int)
+        except BaseException:
+            self._end_workers(grace=0.0)
+            raise
 
     def check(self, order: CheckOrder) -> Sequence[Passed | None]:
         """The workers' verdicts; all None (the handler checks every item) once they are gone."""
@@ -209,18 +224,44 @@ class CheckPool:
         if self._broken.is_set():
             return nothing
         try:
-            return self._pool.submit(check_order, order).result(self._timeout)
+            future = self._submit(order)
+            while True:
+                stalled_at = self._progress + self._timeout
+                try:
+                    return future.result(max(0.05, stalled_at - time.monotonic()))
+                except TimeoutError:
+                    if time.monotonic() >= self._progress + self._timeout:
+                        break
+            self._give_up(f"the envelope-checking workers answered nothing for {self._timeout:g} s")
         except BrokenProcessPool:
-            self._give_up("the envelope-checking workers died")
-        except TimeoutError:
-            self._give_up(f"an envelope-checking worker did not answer within {self._timeout:g} s")
+            if not self._closed.is_set():
+                self._give_up("the envelope-checking workers died")
         except CancelledError:
             pass  # the pool is closing: the server is stopping
         except Exception as exc:  # noqa: BLE001 - the handler checks this order itself
-            if not (isinstance(exc, RuntimeError) and self._closed.is_set()):
+            if not (self._closed.is_set() or self._broken.is_set()):
                 log.error("an envelope-checking worker failed (%s); this message is checked in the server "
                           "process", type(exc).__name__)
         return nothing
+
+    def _submit(self, order: CheckOrder) -> Future[list[Passed | None]]:
+        with self._lock:
+            if self._in_flight == 0:
+                self._progress = time.monotonic()
+            self._in_flight += 1
+        try:
+            future = self._pool.submit(check_order, order)
+        except BaseException:
+            with self._lock:
+                self._in_flight -= 1
+            raise
+        future.add_done_callback(self._answered)
+        return future
+
+    def _answered(self, _: Future[list[Passed | None]]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._progress = time.monotonic()
 
     def _give_up(self, why: str) -> None:
         with self._lock:
@@ -228,20 +269,23 @@ class CheckPool:
                 return
             self._broken.set()
         log.error("%s; submissions are checked in the server process from now on", why)
-        self._end_workers()
+        self._end_workers(grace=0.0)
 
-    def _end_workers(self) -> None:
+    def _end_workers(self, *, grace: float) -> None:
+        """Shut the pool down; workers still running after ``grace`` seconds (in all) are killed."""
         # ProcessPoolExecutor has no public way to stop a stuck worker (3.14 adds
         # kill_workers); its _processes map is the only handle on them.
         processes = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
         for process in processes:
-            process.join(CLOSE_GRACE_SECONDS)
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
             if process.is_alive():
                 process.kill()
                 process.join(CLOSE_GRACE_SECONDS)
 
     def close(self) -> None:
-        """Stop the workers: at once when idle, killed after a grace period when stuck."""
+        """Stop the workers: at once when idle, killed after a grace period when busy or stuck."""
         self._closed.set()
-        self._end_workers()
+        self._end_workers(grace=CLOSE_GRACE_SECONDS)
