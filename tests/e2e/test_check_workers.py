@@ -169,6 +169,20 @@ def test_the_worker_does_the_checking(pair: tuple[Setup, Setup], keys: dict[str,
     assert _cpu_ticks(worker) - before >= 2
 
 
+def test_small_and_very_large_messages_are_checked_in_the_server(pair: tuple[Setup, Setup], keys: dict[str, Key]) -> None:
+    with_workers, _ = pair
+    (worker,) = _workers(with_workers.server)
+    before = _cpu_ticks(worker)
+    # Seven one-sample items (under 8 items and 256 KiB), then one batch of 300,000
+    # digests (9.6 MB, over 8 MiB): both answered without the worker's help.
+    small = [attest(keys["acme"], [digest]) for digest in fresh_digests("small", 7)]
+    assert all(isinstance(a, tuple) for a in with_workers.submit(small))
+    large = [attest_batch(keys["acme"], fresh_digests("large", 300_000))]
+    assert len(large[0].batch_digests) > 8 << 20
+    assert all(isinstance(a, tuple) for a in with_workers.submit(large))
+    assert _cpu_ticks(worker) - before <= 1  # checking the batch alone takes hundreds of ms
+
+
 def test_killed_workers_leave_the_server_answering_the_same(
     pair: tuple[Setup, Setup], keys: dict[str, Key]
 ) -> None:
