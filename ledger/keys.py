@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from anchorlog.ledger.dsse import (
     PAYLOAD_TYPE_INTOTO,
@@ -314,9 +314,24 @@ class KeyRegistry:
 
         The hint only orders the attempts; the registry decides which keys count.
         """
-        keys = self.vendor_keys(vendor_id)
-        hints = set(keyid_hints)
-        return sorted(keys, key=lambda k: (k.key_id not in hints, k.registered_index))
+        return in_trial_order(self.vendor_keys(vendor_id), keyid_hints)
+
+
+class RegisteredKey(Protocol):
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def registered_index(self) -> int: ...
+
+
+K = TypeVar("K", bound=RegisteredKey)
+
+
+def in_trial_order(keys: Iterable[K], keyid_hints: Iterable[str]) -> list[K]:
+    """``keys`` in the order a signature is tried against them: those a DSSE
+    keyid hint names first, then by registration."""
+    hints = set(keyid_hints)
+    return sorted(keys, key=lambda k: (k.key_id not in hints, k.registered_index))
 
 
 def integrated_at(entry: LogEntry) -> datetime:

@@ -277,6 +277,13 @@ def dedup_key(submitter: str, pae: bytes) -> bytes:
     return hashlib.sha256(submitter.encode() + b"\x00" + pae).digest()
 
 
+def signed_dedup_key(vendor_id: str, key_id: str, pae: bytes) -> bytes:
+    """A vendor's attestation's dedup key. The signing key is part of the identity: the
+    same statement re-signed with a new key (say after a compromise) is a new entry,
+    not the tainted old one."""
+    return dedup_key(f"{vendor_id}\x00{key_id}", pae)
+
+
 def _map_write_error(exc: sqlite3.Error) -> Exception:
     text = str(exc).lower()
     if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "no space" in text):

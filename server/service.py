@@ -530,11 +530,10 @@ class LedgerService(pb_grpc.LedgerServicer):
         )
         pairs = [(item.envelope, item.batch_digests) for item in items]
         passed: Sequence[Passed | None] = [None] * len(pairs)
-        size = sum(len(e) + len(b) for e, b in pairs)
-        if self._check_pool is not None and size <= POOL_MAX_BYTES and (
-            len(pairs) >= POOL_MIN_ITEMS or size >= POOL_MIN_BYTES
-        ):
-            passed = self._check_pool.check(submissions.order(pairs))
+        if self._check_pool is not None:
+            size = sum(len(e) + len(b) for e, b in pairs)
+            if size <= POOL_MAX_BYTES and (len(pairs) >= POOL_MIN_ITEMS or size >= POOL_MIN_BYTES):
+                passed = self._check_pool.check(submissions.order(pairs))
         prepared: list[SequencedItem | BaseException] = []
         for (envelope, batch_digests), verdict in zip(pairs, passed, strict=True):
             try:

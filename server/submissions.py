@@ -23,7 +23,7 @@ from anchorlog.ledger.predicates import (
     format_time,
     parse_revocation_targets,
 )
-from anchorlog.ledger.store import LogStore, PendingEntry, dedup_key
+from anchorlog.ledger.store import LogStore, PendingEntry, signed_dedup_key
 from anchorlog.server.errors import Denied
 from anchorlog.server.sequencer import SequencedItem
 from anchorlog.server.validation_pool import CandidateKey, CheckOrder, Passed
@@ -158,24 +158,21 @@ class VendorSubmissions:
             attestation, message, vendor_id, self._candidate_keys(attestation), self._registry
         )
         _check_key_valid(key, moment)
-        revokes: tuple[int, ...] = ()
-        kind = EntryKind.ATTESTATION
-        subject_digests: tuple[bytes, ...] = ()
+        dedup = signed_dedup_key(vendor_id, key.key_id, message)
         if isinstance(predicate, RevocationPredicate):
-            kind = EntryKind.REVOCATION
             revokes = _revocation_targets(attestation, vendor_id, self._store)
-        elif not batch_digests:
-            subject_digests = attestation.sample_digests
+            return self._sequenced(key, envelope, batch_digests, dedup, (), EntryKind.REVOCATION, revokes)
+        subject_digests = () if batch_digests else attestation.sample_digests
+        return self._sequenced(key, envelope, batch_digests, dedup, subject_digests)
+
+    def _sequenced(
+        self, key: VendorKey, envelope: bytes, batch_digests: bytes, dedup: bytes,
+        subject_digests: tuple[bytes, ...], kind: EntryKind = EntryKind.ATTESTATION, revokes: tuple[int, ...] = (),
+    ) -> SequencedItem:
+        """The entry for a checked submission signed by ``key`` (``prepare``'s and ``accept``'s end)."""
         pending = PendingEntry(
-            kind=kind,
-            submitter=vendor_id,
-            envelope=envelope,
-            # The signing key is part of the identity: the same statement re-signed with a new
-            # key (say after a compromise) is a new entry, not the tainted old one.
-            dedup_key=dedup_key(f"{vendor_id}\x00{key.key_id}", message),
-            subject_digests=subject_digests,
-            batch_digests=batch_digests,
-            revokes=revokes,
+            kind=kind, submitter=self.vendor_id, envelope=envelope, dedup_key=dedup,
+            subject_digests=subject_digests, batch_digests=batch_digests, revokes=revokes,
         )
         return SequencedItem(pending=pending, signing_key_id=key.key_id)
 
@@ -203,13 +200,4 @@ class VendorSubmissions:
         if key is None:  # not a key this order named: check the item from the start
             return self.prepare(envelope, batch_digests)
         _check_key_valid(key, self._now)
-        pending = PendingEntry(
-            kind=EntryKind.ATTESTATION,
-            submitter=self.vendor_id,
-            envelope=envelope,
-            dedup_key=passed.dedup_key,
-            subject_digests=passed.subject_digests,
-            batch_digests=batch_digests,
-            revokes=(),
-        )
-        return SequencedItem(pending=pending, signing_key_id=key.key_id)
+        return self._sequenced(key, envelope, batch_digests, passed.dedup_key, passed.subject_digests)

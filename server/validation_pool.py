@@ -33,8 +33,9 @@ from pathlib import Path
 from anchorlog.ledger.attestation import check_attestation
 from anchorlog.ledger.dsse import verify_envelope
 from anchorlog.ledger.errors import VerificationError
+from anchorlog.ledger.keys import in_trial_order
 from anchorlog.ledger.predicates import PredicateMemo, ProvenancePredicate
-from anchorlog.ledger.store import dedup_key
+from anchorlog.ledger.store import signed_dedup_key
 
 log = logging.getLogger("anchorlog.server")
 
@@ -97,16 +98,15 @@ def _check_item(order: CheckOrder, envelope: bytes, batch_digests: bytes, predic
     if predicate.performed_at > order.now + order.max_future:
         return None
     message = attestation.envelope.pae()
-    hints = {s.keyid for s in attestation.envelope.signatures if s.keyid}
-    # The order VendorSubmissions tries keys in: hinted first, then by registration.
-    for key in sorted(order.keys, key=lambda k: (k.key_id not in hints, k.registered_index)):
+    hints = [s.keyid for s in attestation.envelope.signatures if s.keyid]
+    for key in in_trial_order(order.keys, hints):  # the order VendorSubmissions tries them in
         try:
             verify_envelope(attestation.envelope, key.public_key, message=message)
         except VerificationError:
             continue
         return Passed(
             key_id=key.key_id,
-            dedup_key=dedup_key(f"{order.vendor_id}\x00{key.key_id}", message),
+            dedup_key=signed_dedup_key(order.vendor_id, key.key_id, message),
             subject_digests=() if batch_digests else attestation.sample_digests,
         )
     return None
