@@ -93,6 +93,28 @@ def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None,
     return ServerProcess(data_dir, process, address, log_key, token, lines, log_path)
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...); OSError once gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def spawned_workers(parent: int) -> list[int]:
+    """``parent``'s child processes started by multiprocessing's spawn (the
+    envelope-checking workers; not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(proc_stat(int(entry.name))[1])
+            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if ppid == parent and spawned:
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = start_server(tmp_path / "data", "--auth-failures-per-minute", "10000")

@@ -17,7 +17,7 @@ from anchorlog.ledger.note import NoteVerifier
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import ServerProcess, proc_stat, spawned_workers, start_server
 from tests.e2e.support import (
     Key,
     attest,
@@ -30,29 +30,8 @@ from tests.e2e.support import (
 )
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def _workers(server: ServerProcess) -> list[int]:
-    """The server's envelope-checking worker processes (not multiprocessing's resource tracker)."""
-    found = []
-    for pid in _children(server.process.pid):
-        try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            continue
-    return found
+    return spawned_workers(server.process.pid)
 
 
 def _wait_for(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
@@ -66,10 +45,9 @@ def _wait_for(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-unty
 
 def _alive(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return proc_stat(pid)[0] != "Z"
     except OSError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class Setup:
@@ -155,7 +133,7 @@ def test_a_server_with_workers_answers_every_item_as_one_without(
 
 
 def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    fields = proc_stat(pid)
     return int(fields[11]) + int(fields[12])
 
 

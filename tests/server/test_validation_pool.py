@@ -37,6 +37,8 @@ from anchorlog.server.validation_pool import CheckPool, Passed, _cgroup_cpus, ch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import spawned_workers
+
 NOW = datetime.now(UTC).replace(microsecond=0)
 DETAILS = ClaimDetails(
     claim=Claim.HUMAN_VALIDATED, canonicalization=Canonicalization.RAW_BYTES, actor_id="reviewer-1", method="test",
@@ -247,18 +249,7 @@ def test_two_verifying_keys_are_tried_in_the_handlers_order(
 
 
 def _spawned_children() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and spawned:
-            found.append(int(entry.name))
-    return found
+    return spawned_workers(os.getpid())
 
 
 def test_a_stuck_worker_is_given_up_and_ended(vendors: Vendors, store: LogStore, caplog: pytest.LogCaptureFixture) -> None:
