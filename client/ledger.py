@@ -56,6 +56,7 @@ from anchorlog.client.verify import (
     check_batched_sample,
     check_checkpoint,
     check_consistency,
+    check_direct_sample,
     check_entry,
     check_provenance,
     finish_attestation,
@@ -74,6 +75,7 @@ from anchorlog.ledger.errors import (
 from anchorlog.ledger.keys import KeyEvent, KeyEventType, KeyRegistry, VendorKey, open_key_event
 from anchorlog.ledger.merkle import inclusion_proof_length
 from anchorlog.ledger.note import NoteVerifier
+from anchorlog.ledger.predicates import Claim
 from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2 as pb
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
@@ -282,6 +284,8 @@ class _StreamContext:
     # them; cleared when it is rebuilt.
     attestations: dict[int, VerifiedAttestation] = field(default_factory=dict)
     statuses: dict[tuple[tuple[int, bool], ...], Status] = field(default_factory=dict)
+    # Status of one unrevoked attestation by its claim and key compromise (see check_direct_sample).
+    single_statuses: dict[tuple[Claim, bool], Status] = field(default_factory=dict)
     # Batch root and signed size of each attestation (see check_batched_sample).
     batch_roots: dict[int, tuple[VerifiedAttestation, bytes, int, tuple[VerifiedAttestation], Status]] = field(
         default_factory=dict
@@ -608,31 +612,36 @@ class LedgerClient:
             ctx.registry = self._key_states.state(ctx.entries.values())
             ctx.attestations.clear()
             ctx.statuses.clear()
+            ctx.single_statuses.clear()
         if ctx.remember:
             for entry in received:
                 known_attestation = self._attested.get((entry.index, entry.leaf_hash))
                 if known_attestation is not None and known_attestation[0] is ctx.registry:
                     ctx.attestations[entry.index] = known_attestation[1]
-        # One item per record: a DigestClaim, or, for the usual bulk answer (one hit
-        # through a batch path, no revocation; not for bundles, which keep claims),
-        # its fields as a tuple, checked by check_batched_sample without building
-        # the claim. Anything that check does not accept goes through check_provenance.
-        items: list[DigestClaim | tuple[bytes, int, int, int, tuple[bytes, ...], str]] = []
+        # One item per record: a DigestClaim, or, for the usual answers (one hit, no
+        # revocation; not for bundles, which keep claims), its fields as a tuple:
+        # (digest, entry, hint) for a sample with an entry of its own, checked by
+        # check_direct_sample; with the batch path's fields for a sample attested
+        # in bulk, checked by check_batched_sample. Anything those checks do not
+        # accept goes through check_provenance.
+        items: list[DigestClaim | tuple[bytes, int, str] | tuple[bytes, int, int, int, tuple[bytes, ...], str]] = []
         named: set[int] = set()
         plain = not ctx.keep_claims
         for record in response.digests:
             record_hits = record.hits
             if plain and len(record_hits) == 1 and not record.revocation_indices:
                 hit = record_hits[0]
+                index = hit.entry_index
+                named.add(index)
                 if hit.HasField("batch_path"):
                     given = hit.batch_path
-                    index = hit.entry_index
-                    named.add(index)
                     items.append((
                         bytes(record.digest), index, given.leaf_index, given.batch_size, tuple(given.hashes),
                         record.status_hint,
                     ))
-                    continue
+                else:
+                    items.append((bytes(record.digest), index, record.status_hint))
+                continue
             hits = []
             for hit in record_hits:
                 path = None
@@ -661,7 +670,16 @@ class LedgerClient:
         assert ctx.registry is not None
         results = []
         for item in items:
-            if type(item) is tuple:
+            if type(item) is tuple and len(item) == 3:
+                digest, index, hint = item
+                result = check_direct_sample(
+                    digest, index, hint, checkpoint, ctx.attestations, ctx.single_statuses
+                )
+                if result is not None:
+                    results.append(result)
+                    continue
+                item = DigestClaim(digest=digest, hits=((index, None),), revocation_indices=(), status_hint=hint)
+            elif type(item) is tuple:
                 digest, index, leaf_index, batch_size, hashes, hint = item
                 result = check_batched_sample(
                     digest, index, leaf_index, batch_size, hashes, hint, checkpoint, ctx.attestations,

@@ -33,6 +33,7 @@ from anchorlog.ledger.note import NoteVerifier
 from anchorlog.ledger.predicates import (
     PROVENANCE_V1,
     REVOCATION_V1,
+    Claim,
     PredicateMemo,
     ProvenancePredicate,
     RevocationPredicate,
@@ -675,6 +676,46 @@ def check_provenance(
 
 
 _NOTHING_REVOKED: frozenset[int] = frozenset()
+
+
+def check_direct_sample(
+    digest: bytes,
+    index: int,
+    status_hint: str,
+    checkpoint: VerifiedCheckpoint,
+    verified: Mapping[int, VerifiedAttestation],
+    statuses: dict[tuple[Claim, bool], Status],
+) -> SampleProvenance | None:
+    """``check_provenance`` of the usual answer about a sample with an entry of its own.
+
+    The answer names one entry, with no batch path and no revocation; the
+    entry's attestation is already in ``verified`` (signature checked against
+    this stream's registry) and must name ``digest`` as a subject. ``statuses``
+    keeps the status per claim and key compromise: for one unrevoked
+    attestation, with every vendor trusted and no age limit, ``derive_status``
+    reads nothing else, so thousands of one-sample entries derive it once.
+
+    Returns None for anything else: the caller then runs ``check_provenance``,
+    which accepts or refuses it with its own error.
+    """
+    attestation = verified.get(index)
+    if (
+        attestation is None or attestation.predicate.batch is not None
+        or digest not in attestation.statement.subject_digests
+    ):
+        return None
+    kind = (attestation.predicate.claim, attestation.key_compromised)
+    status = statuses.get(kind)
+    if status is None:
+        status = statuses[kind] = derive_status(_facts((attestation,), ()))
+    return SampleProvenance(
+        digest=digest,
+        status=status,
+        attestations=(attestation,),
+        revoked_entries=_NOTHING_REVOKED,
+        checkpoint=checkpoint,
+        server_status_hint=status_hint,
+    )
 
 
 def check_batched_sample(

@@ -298,9 +298,29 @@ WRITER_CACHE_KIB = 128 << 10
 # WAL rewrites each page fewer times: at 10^6 entries an append costs about half
 # the time with 16,384 pages (64 MiB with 4 KiB pages; bench/README.md).
 WAL_CHECKPOINT_PAGES = 16_384
-# Tree levels at and above this one are kept in memory (about size / 2**HOT_LEVEL
-# nodes); a random inclusion proof then reads at most HOT_LEVEL nodes from disk.
+# Tree levels at and above this one are always kept in memory (about
+# size / 2**HOT_LEVEL nodes); a random inclusion proof then reads at most
+# HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
+# Lower levels (never level 0: leaf hashes live in the entries rows) are kept too
+# while the cached nodes number at most this many, about 40 MB of hashes: a log of
+# 10^5 entries keeps levels 1 up and a proof reads only its leaf's sibling, 10^6
+# keeps 2 up, 10^7 keeps 6 up. A log that grows past twice the budget while open
+# gives up its lowest cached level (see _ProofCache.committed).
+HOT_NODES = 1 << 19
+
+
+def nodes_at_or_above(size: int, level: int) -> int:
+    """Perfect-subtree nodes of a tree of ``size`` leaves at ``level`` and above."""
+    return sum(size >> above for above in range(level, size.bit_length()))
+
+
+def hot_level_for(size: int, budget: int = HOT_NODES) -> int:
+    """The lowest level, from 1 to HOT_LEVEL, whose nodes and those above fit ``budget``."""
+    for level in range(1, HOT_LEVEL):
+        if nodes_at_or_above(size, level) <= budget:
+            return level
+    return HOT_LEVEL
 # Every node of the newest leaves stays in memory too, so receipts for a group
 # just appended (and lookups of recent entries) need no read at all.
 RECENT_LEAVES = 1 << 15
@@ -360,8 +380,10 @@ class _ProofCache:
     list appends and single-key dict reads and writes are atomic in CPython.
     """
 
-    def __init__(self, hot_level: int) -> None:
+    def __init__(self, hot_level: int, *, adaptive: bool = False) -> None:
         self.hot_level = hot_level
+        # Chosen from the size (hot_level_for): raised if the log outgrows HOT_NODES.
+        self.adaptive = adaptive
         # Levels at and above hot_level, dense: levels[level][index]. Nodes of a
         # level complete left to right, so each list only grows by appending; a
         # list index costs one memory access where an int-keyed dict of
@@ -418,6 +440,15 @@ class _ProofCache:
         self.edges[size] = _edge_hashes(size, frontier)
         while len(self.edges) > EDGE_SIZES:
             self.edges.popitem(last=False)
+        while self.adaptive and self.hot_level < HOT_LEVEL and nodes_at_or_above(size, self.hot_level) > 2 * HOT_NODES:
+            self._give_up_lowest_level()
+
+    def _give_up_lowest_level(self) -> None:
+        """Stop keeping the lowest dense level. Readers that already chose it find
+        its list empty (IndexError or None): they read those nodes from disk."""
+        lowest = self.hot_level
+        self.hot_level = lowest + 1
+        self.levels[lowest] = []
 
 
 class LogStore:
@@ -435,7 +466,7 @@ class LogStore:
         origin: str,
         check_on_open: bool = True,
         max_bytes: int | None = None,
-        hot_level: int = HOT_LEVEL,
+        hot_level: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.origin = origin
@@ -474,8 +505,12 @@ class LogStore:
             self._latest = self._load_latest_checkpoint()
             if check_on_open:
                 self.check_integrity(OPEN_CHECK_ENTRIES)
-            # hot_level=0 keeps the whole tree in memory (small logs, benchmarks).
-            self._proofs = _ProofCache(hot_level)
+            # hot_level=0 keeps the whole tree in memory (small logs, benchmarks);
+            # None picks it from the size (hot_level_for).
+            if hot_level is None:
+                self._proofs = _ProofCache(hot_level_for(self._size), adaptive=True)
+            else:
+                self._proofs = _ProofCache(hot_level)
             self._proofs.load_hot(self._writer)
             self._proofs.committed(self._size, self._frontier, ())
         except TamperedStoreError as exc:

@@ -167,3 +167,53 @@ def test_node_missing_on_disk_is_not_papered_over_by_the_dense_cache(tmp_path: P
     for index in (0, 55, 56, 299):
         verify_inclusion(store.entry(index).leaf_hash, index, 300, store.inclusion_proof(index, 300), roots[300])
     store.close()
+
+
+def test_the_hot_level_is_chosen_from_the_size() -> None:
+    from anchorlog.ledger.store import HOT_LEVEL, HOT_NODES, hot_level_for, nodes_at_or_above
+
+    assert nodes_at_or_above(8, 1) == 4 + 2 + 1 and nodes_at_or_above(7, 1) == 3 + 1 and nodes_at_or_above(1, 1) == 0
+    assert [hot_level_for(n) for n in (0, 1, 10**5, 10**6, 10**7, 10**9)] == [1, 1, 1, 2, 6, HOT_LEVEL]
+    for size in (10**5, 10**6, 10**7, 3 * 10**7):
+        level = hot_level_for(size)
+        assert level == HOT_LEVEL or nodes_at_or_above(size, level) <= HOT_NODES
+        assert level == 1 or nodes_at_or_above(size, level - 1) > HOT_NODES
+
+
+def test_a_small_log_reads_only_each_proofs_sibling_leaf_from_disk(tmp_path: Path, sign) -> None:  # type: ignore[no-untyped-def]
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)
+    _grow(store, [300, 200], sign)
+    store.close()
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)  # reopened: only what load_hot read is cached
+    size, root = store.size, store.root_hash
+    assert store._proofs.hot_level == 1
+    edges = store._proofs.edges[size]
+    for index in range(0, size, 7):
+        _, unread = store._path_from_edges(index, size, edges)
+        assert {level for _, level, _ in unread} <= {0}
+        verify_inclusion(store.entry(index).leaf_hash, index, size, store.inclusion_proof(index, size), root)
+    store.close()
+
+
+def test_a_log_outgrowing_the_budget_gives_up_its_lowest_level(
+    tmp_path: Path, sign, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    import anchorlog.ledger.store as store_module
+
+    monkeypatch.setattr(store_module, "HOT_NODES", 64)
+    monkeypatch.setattr(store_module, "RECENT_LEAVES", 16)
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)
+    assert store._proofs.hot_level == 1
+    roots = _grow(store, [40] * 12, sign)
+    # 480 leaves: levels 1 up hold 475 nodes, over twice 64; level 3 up holds 118.
+    assert store._proofs.hot_level == 3
+    assert store._proofs.levels[1] == [] and store._proofs.levels[2] == []
+    rng = random.Random(5)
+    for size, root in roots.items():
+        for index in rng.sample(range(size), min(size, 12)):
+            proof = store.inclusion_proof(index, size)
+            verify_inclusion(store.entry(index).leaf_hash, index, size, proof, root)
+        batch = store.inclusion_proofs(range(size), size)
+        for index, proof in batch.items():
+            assert proof == store.inclusion_proof(index, size)
+    store.close()
