@@ -237,8 +237,9 @@ class InclusionMemo:
 
     def __init__(self, trees: int = 8) -> None:
         # (size, root) -> (the levels where nodes are remembered, the nodes by
-        # index << 6 | level, each with the rest of its path packed into bytes)
-        self._trees: dict[tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, bytes]]]] = {}
+        # index << 6 | level, each with the rest of its path packed into bytes,
+        # the lowest of those levels)
+        self._trees: dict[tuple[int, bytes], tuple[frozenset[int], dict[int, tuple[bytes, bytes]], int]] = {}
         self._max_trees = trees
 
     def verify(self, leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
@@ -256,7 +257,7 @@ class InclusionMemo:
         if len(proof) != expected or set(map(type, proof)) - {bytes} or set(map(len, proof)) - {32}:
             check_proof_shape(proof, expected, _what(index, size))
         # Every element is 32 bytes: the packed path holds exactly the same hashes.
-        self.verify_packed(leaf, index, size, b"".join(proof), root)
+        self._walk(leaf, index, size, b"".join(proof), root)
 
     def verify_packed(self, leaf: bytes, index: int, size: int, path: bytes, root: bytes) -> None:
         """:meth:`verify` of a path given as its hashes concatenated (32 bytes each, leaf first).
@@ -276,6 +277,11 @@ class InclusionMemo:
         expected = inclusion_proof_length(index, size)
         if len(path) != 32 * expected:
             check_proof_shape([path[i : i + 32] for i in range(0, len(path), 32)], expected, _what(index, size))
+        self._walk(leaf, index, size, path, root)
+
+    def _walk(self, leaf: bytes, index: int, size: int, path: bytes, root: bytes) -> None:
+        """The check itself, for arguments ``verify``/``verify_packed`` found well formed
+        (``path`` holds exactly the proof's hashes for ``index`` in ``size``)."""
         key = (size, root)
         tree = self._trees.get(key)
         if tree is None:
@@ -283,13 +289,22 @@ class InclusionMemo:
                 self._trees.pop(next(iter(self._trees)), None)
             depth = (size - 1).bit_length()
             cuts = frozenset(depth - below for below in _MEMO_LEVELS_BELOW_ROOT if depth - below > 0)
-            tree = self._trees[key] = (cuts, {})
-        cuts, nodes = tree
+            tree = self._trees[key] = (cuts, {}, min(cuts))
+        cuts, nodes, low = tree
+        r = leaf
+        if ((index >> low) + 1) << low <= size:
+            # The leaf's ancestor at the lowest remembered level is a perfect subtree:
+            # every level below it has a sibling, the next hash of the path.
+            for level in range(low):
+                p = path[32 * level : 32 * level + 32]
+                # node_hash, inlined: one concatenation and one call (the loop is per sample).
+                r = sha256(b"\x01" + p + r).digest() if index >> level & 1 else sha256(b"\x01" + r + p).digest()
+            fn, sn, level, at = index >> low, (size - 1) >> low, low, 32 * low
+        else:
+            fn, sn, level, at = index, size - 1, 0, 0
         # RFC 9162 §2.1.3.2 bottom-up, tracking the level: an unpaired last node of
         # a level has no sibling and is carried up unchanged. ``at`` is the offset
         # of the next unused hash.
-        fn, sn, level, at = index, size - 1, 0, 0
-        r = leaf
         learned: list[tuple[int, bytes, bytes]] | None = None  # made on a miss only
         while sn:
             if level in cuts:
