@@ -303,7 +303,7 @@ WAL_CHECKPOINT_PAGES = 16_384
 # HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
 # Lower levels (never level 0: leaf hashes live in the entries rows) are kept too
-# while the cached nodes number at most this many, about 40 MB of hashes: a log of
+# while the cached nodes number at most this many (about 45 MB as bytes objects): a log of
 # 10^5 entries keeps levels 1 up and a proof reads only its leaf's sibling, 10^6
 # keeps 2 up, 10^7 keeps 6 up. A log that grows past twice the budget while open
 # gives up its lowest cached level (see _ProofCache.committed).
