@@ -298,7 +298,7 @@ class InclusionMemo:
             for level in range(low):
                 p = path[32 * level : 32 * level + 32]
                 # node_hash, inlined: one concatenation and one call (the loop is per sample).
-                r = sha256(b"\x01" + p + r).digest() if index >> level & 1 else sha256(b"\x01" + r + p).digest()
+                r = sha256(b"\x01" + p + r).digest() if (index >> level) & 1 else sha256(b"\x01" + r + p).digest()
             fn, sn, level, at = index >> low, (size - 1) >> low, low, 32 * low
         else:
             fn, sn, level, at = index, size - 1, 0, 0

@@ -315,12 +315,15 @@ def nodes_at_or_above(size: int, level: int) -> int:
     return sum(size >> above for above in range(level, size.bit_length()))
 
 
-def hot_level_for(size: int, budget: int = HOT_NODES) -> int:
-    """The lowest level, from 1 to HOT_LEVEL, whose nodes and those above fit ``budget``."""
+def hot_level_for(size: int, budget: int | None = None) -> int:
+    """The lowest level, from 1 to HOT_LEVEL, whose nodes and those above fit ``budget``
+    (HOT_NODES unless given)."""
+    limit = HOT_NODES if budget is None else budget
     for level in range(1, HOT_LEVEL):
-        if nodes_at_or_above(size, level) <= budget:
+        if nodes_at_or_above(size, level) <= limit:
             return level
     return HOT_LEVEL
+
 # Every node of the newest leaves stays in memory too, so receipts for a group
 # just appended (and lookups of recent entries) need no read at all.
 RECENT_LEAVES = 1 << 15
@@ -419,6 +422,9 @@ class _ProofCache:
     def committed(
         self, size: int, frontier: Sequence[bytes], new_nodes: Sequence[tuple[NodeID, bytes]]
     ) -> None:
+        # Before placing this commit's nodes: those of a level given up go to `recent`.
+        while self.adaptive and self.hot_level < HOT_LEVEL and nodes_at_or_above(size, self.hot_level) > 2 * HOT_NODES:
+            self._give_up_lowest_level()
         keys = []
         leaves = 0
         for node, h in new_nodes:
@@ -440,8 +446,6 @@ class _ProofCache:
         self.edges[size] = _edge_hashes(size, frontier)
         while len(self.edges) > EDGE_SIZES:
             self.edges.popitem(last=False)
-        while self.adaptive and self.hot_level < HOT_LEVEL and nodes_at_or_above(size, self.hot_level) > 2 * HOT_NODES:
-            self._give_up_lowest_level()
 
     def _give_up_lowest_level(self) -> None:
         """Stop keeping the lowest dense level. Readers that already chose it find

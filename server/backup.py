@@ -28,7 +28,7 @@ from anchorlog.ledger.checkpoint import Checkpoint
 from anchorlog.ledger.errors import InvalidInput, StorageUnavailable, TamperedStoreError
 from anchorlog.ledger.merkle import append_leaves, frontier_root
 from anchorlog.ledger.note import open_note
-from anchorlog.ledger.store import LogStore, SignedCheckpoint
+from anchorlog.ledger.store import HOT_LEVEL, LogStore, SignedCheckpoint
 from anchorlog.server.app import DB_FILE, KEY_FILE, load_signer
 from anchorlog.server.head import fsync_dir
 
@@ -86,7 +86,8 @@ def verify_backup(path: Path, data_dir: Path | None = None, *, full: bool = Fals
     mode = path.stat().st_mode
     path.chmod(0o400)
     try:
-        store = LogStore(path, origin=origin)
+        # Only the always-kept levels: a check reads few proofs.
+        store = LogStore(path, origin=origin, hot_level=HOT_LEVEL)
         try:
             latest = store.latest_checkpoint()
             if full:

@@ -3,6 +3,7 @@ what check_provenance accepts, with the same result."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 from anchorlog.client.verify import (
@@ -100,3 +101,28 @@ def test_the_shortcut_never_accepts_what_check_provenance_refuses(
     assert got is None or got == expected
     if expected is None:
         assert got is None
+
+
+def test_the_status_memo_holds_for_every_claim_and_compromise(ledger_data: LedgerData) -> None:
+    # derive_status of one unrevoked attestation (every vendor trusted, no age limit)
+    # reads only its claim and key compromise: the memo, filled from other vendors'
+    # attestations of other dates, answers as derive_status does for each.
+    from anchorlog.client.verify import SampleProvenance
+    from anchorlog.ledger.status import derive_status
+
+    _, verified = _warm(ledger_data)
+    claim = _claim(ledger_data, Status.HUMAN_VALIDATED, batched=False)
+    ((index, _),) = claim.hits
+    base = verified[index]
+    statuses: dict[tuple[Claim, bool], Status] = {}
+    for n, (kind, compromised) in enumerate((c, k) for k in (False, True) for c in Claim):
+        for vendor in ("first", "second"):
+            # Only the fields status derivation reads are varied (not a valid predicate for every claim).
+            predicate = copy.copy(base.predicate)
+            object.__setattr__(predicate, "claim", kind)
+            object.__setattr__(predicate, "performed_at", base.predicate.performed_at.replace(year=2001 + n))
+            attestation = replace(base, predicate=predicate, key_compromised=compromised, vendor_id=vendor)
+            got = _shortcut(claim, ledger_data, {index: attestation}, statuses)
+            assert isinstance(got, SampleProvenance)
+            assert got.status is derive_status(got.facts())
+    assert len(statuses) == 2 * len(Claim)

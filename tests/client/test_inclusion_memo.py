@@ -165,3 +165,25 @@ def test_a_tampered_upper_path_is_refused_after_the_memo_is_warm(packed: bool) -
     with pytest.raises(VerificationError):
         verify(leaf_hash(d), path.leaf_index, path.hashes, bytes(32))
     verify(leaf_hash(d), path.leaf_index, path.hashes, tree.root)
+
+@pytest.mark.parametrize("size", [257, 511, 513, 1500, 4097])
+def test_leaves_at_the_right_edge_agree_cold_and_warm(size: int) -> None:
+    # The leaves whose ancestor at the lowest remembered level is a partial subtree
+    # (the right edge) take the general walk; those just left of them, the plain loop.
+    digests, tree = _tree(size)
+    low = (size - 1).bit_length() - 12 if (size - 1).bit_length() > 12 else (size - 1).bit_length() - 8
+    edge = range(max(0, size - 2 * (1 << low) - 2), size)
+    for warm in (False, True):
+        memo = InclusionMemo()
+        if warm:
+            for i in range(0, size, 5):
+                path = tree.path(digests[i])
+                memo.verify(leaf_hash(digests[i]), path.leaf_index, size, path.hashes, tree.root)
+        for i in edge:
+            path = tree.path(digests[i])
+            leaf = leaf_hash(digests[i])
+            assert _memo_accepts(memo, leaf, i, size, list(path.hashes), tree.root)
+            for k in range(len(path.hashes)):
+                bad = [*path.hashes[:k], bytes(32), *path.hashes[k + 1 :]]
+                assert not _memo_accepts(memo, leaf, i, size, bad, tree.root)
+                assert not _plain_accepts(leaf, i, size, bad, tree.root)

@@ -76,6 +76,11 @@ def _tamper_sample(queries: _Queries, target: bytes, how: str, batch_size: int) 
                         path.leaf_index ^= 1
                     elif how == "batch_size":
                         path.batch_size += 1
+                    elif how == "repointed":  # at the entry of the record before it (a direct sample)
+                        before = list(response.digests).index(record) - 1
+                        record.hits[0].entry_index = response.digests[before].hits[0].entry_index
+                    elif how == "pathless":
+                        record.hits[0].ClearField("batch_path")
                     elif how == "direct" and not response.HasField("batched"):
                         path.leaf_index = 0  # a batch path added to a direct (per-sample) answer
                         path.batch_size = 1
@@ -240,11 +245,12 @@ def test_bulk_answers_tampered_in_every_field_are_refused_when_warm(
     digests = _members(world, 600)
     queries = _Queries(servicer, form)
     direct = hash_text(f"direct {world.vendor_id}")
+    other = hash_text(f"other direct {world.vendor_id}")
     with world.client(world.vendor_token, "vendor") as vendor:
         from anchorlog.client.vendor import attest_samples
 
-        (outcome,) = vendor.submit([attest_samples(world.key, [direct], VALIDATED)])
-        assert outcome.ok, outcome.error
+        outcomes = vendor.submit([attest_samples(world.key, [d], VALIDATED) for d in (direct, other)])
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
                       state_path=tmp_path / "reader.json") as reader:
         assert {r.status for r in reader.provenance_many(digests[:400], chunk=100)} == {Status.HUMAN_VALIDATED}
@@ -255,16 +261,21 @@ def test_bulk_answers_tampered_in_every_field_are_refused_when_warm(
         ]
         if form == "records":  # a batched sample carries no batch size: the client takes the signed one
             cases.append((digests[452], "batch_size", "differs from the signed batch size"))
+            # A record naming the batch entry without its path: past check_direct_sample too.
+            cases.append((digests[454], "pathless", "commits to a batch but no batch path was sent"))
         else:
             cases.append((digests[453], "leaf_outside", "outside the signed batch of 600"))
+        # A direct record naming another verified direct attestation, which does not name it.
+        cases.append((direct, "repointed", "does not name digest"))
         for target, how, refusal in cases:
             servicer.tamper["StreamProvenance"] = _tamper_sample(queries, target, how, 600)
             queries.asked.clear()
             with pytest.raises(BatchPathError, match=refusal):
-                list(reader.provenance_many([*digests[440:460], direct], chunk=30))
+                list(reader.provenance_many([*digests[440:460], other, direct], chunk=30))
         del servicer.tamper["StreamProvenance"]
-        assert queries.altered == [form] * len(cases)
-        again = list(reader.provenance_many([*digests[440:460], direct], chunk=30))
+        # A direct sample's answer is a record in both forms.
+        assert queries.altered == [form] * (len(cases) - 1) + ["records"]
+        again = list(reader.provenance_many([*digests[440:460], other, direct], chunk=30))
         assert {r.status for r in again} == {Status.HUMAN_VALIDATED}
 
 

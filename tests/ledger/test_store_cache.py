@@ -205,7 +205,7 @@ def test_a_log_outgrowing_the_budget_gives_up_its_lowest_level(
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)
     assert store._proofs.hot_level == 1
     roots = _grow(store, [40] * 12, sign)
-    # 480 leaves: levels 1 up hold 475 nodes, over twice 64; level 3 up holds 118.
+    # 480 leaves: levels 1 up hold 476 nodes and 2 up 236, over twice 64; 3 up hold 116.
     assert store._proofs.hot_level == 3
     assert store._proofs.levels[1] == [] and store._proofs.levels[2] == []
     rng = random.Random(5)
@@ -216,4 +216,28 @@ def test_a_log_outgrowing_the_budget_gives_up_its_lowest_level(
         batch = store.inclusion_proofs(range(size), size)
         for index, proof in batch.items():
             assert proof == store.inclusion_proof(index, size)
+    store.close()
+
+
+@pytest.mark.parametrize("half", ["level emptied first", "hot level raised first"])
+def test_a_reader_caught_while_a_level_is_given_up_still_gets_every_proof_right(
+    tmp_path: Path, sign, half: str  # type: ignore[no-untyped-def]
+) -> None:
+    # _give_up_lowest_level makes two writes, without a lock: a reader may see either alone.
+    store = LogStore(tmp_path / "log.db", origin=ORIGIN)
+    roots = _grow(store, [137, 200, 200], sign)
+    plain = LogStore(tmp_path / "log.db", origin=ORIGIN, hot_level=64)  # nothing cached: all from disk
+    cache = store._proofs
+    lowest = cache.hot_level
+    if half == "level emptied first":
+        cache.levels[lowest] = []
+    else:
+        cache.hot_level = lowest + 1
+    for size, root in roots.items():
+        for index in range(0, size, 3):
+            proof = store.inclusion_proof(index, size)
+            assert proof == plain.inclusion_proof(index, size)
+            verify_inclusion(store.entry(index).leaf_hash, index, size, proof, root)
+        assert store.inclusion_proofs(range(size), size) == plain.inclusion_proofs(range(size), size)
+    plain.close()
     store.close()
