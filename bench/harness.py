@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,9 +187,10 @@ def _stat_fields(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
 
-def process_cpu_seconds(pid: int) -> float:
+def process_cpu_seconds(pid: int, exclude: Collection[int] = ()) -> float:
     """User + system CPU seconds of a running process, all its threads, and of its live
-    descendants (the server's envelope-checking workers) (Linux /proc)."""
+    descendants (the server's envelope-checking workers, the client's signature
+    process), leaving out the processes ``exclude`` and theirs (Linux /proc)."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -207,7 +208,7 @@ def process_cpu_seconds(pid: int) -> float:
                 raise
             continue
         ticks += int(fields[11]) + int(fields[12])
-        todo.extend(parents.get(current, ()))
+        todo.extend(child for child in parents.get(current, ()) if child not in exclude)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

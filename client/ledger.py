@@ -31,6 +31,7 @@ from typing import NoReturn, Self
 
 import grpc
 from anchorlog.client.receipts import Bundle, Receipt
+from anchorlog.client.signature_process import SignatureProcess, pack_check
 from anchorlog.client.state import (
     advance_trusted,
     default_state_path,
@@ -99,6 +100,15 @@ ATTESTATION_MEMO = 1024
 # A streamed answer naming at least this many new attestations has their signatures
 # checked by VERIFIER_THREADS threads besides the caller's, SIGNATURE_SLICE at a time.
 PARALLEL_SIGNATURES = 16
+# A stream answer with at least this many such signatures starts the signature
+# process (client/signature_process.py) if it is not running yet: spawning it
+# costs a new interpreter, worth it only for long streams.
+PROCESS_SIGNATURES = 128
+# The share of an answer's checks the calling thread keeps while the process checks
+# the rest: adjusted per answer by this step, between 0 and LOCAL_SHARE_MAX.
+LOCAL_SHARE_START = 0.1
+LOCAL_SHARE_STEP = 0.02
+LOCAL_SHARE_MAX = 0.5
 VERIFIER_THREADS = max(1, (os.cpu_count() or 2) - 1)
 SIGNATURE_SLICE = 8
 
@@ -295,6 +305,35 @@ class _StreamContext:
 
 
 @dataclass(frozen=True)
+class _OpenAnswer:
+    """One answer read and its entries proved included; the signatures of its new
+    attestations (``opened``) not checked yet. Holds the registry and the stream's
+    verified attestations and statuses as they were for this answer: a later
+    answer with new key events replaces them in the stream, not here."""
+
+    items: list[DigestClaim | tuple[bytes, int, str] | tuple[bytes, int, int, int, tuple[bytes, ...], str]]
+    columns: _BatchedColumns | None
+    asked: Sequence[bytes] | None
+    checkpoint: VerifiedCheckpoint
+    registry: KeyRegistry
+    attestations: dict[int, VerifiedAttestation]
+    statuses: dict[tuple[tuple[int, bool], ...], Status]
+    single_statuses: dict[tuple[Claim, bool], Status]
+    opened: list[OpenedAttestation]
+
+
+@dataclass(frozen=True)
+class _SentAnswer:
+    """An answer whose signature checks (``positions`` in its ``opened``) went to ``process``."""
+
+    answer: _OpenAnswer
+    expected: Sequence[bytes]
+    number: int
+    process: SignatureProcess
+    positions: list[int]
+
+
+@dataclass(frozen=True)
 class _BatchedColumns:
     """``ProvenanceResponse.batched``, read and checked for shape (not yet verified)."""
 
@@ -362,6 +401,11 @@ class LedgerClient:
     The state file keeps the last checkpoint this client trusted; every later
     checkpoint must be proved consistent with it, or the call raises
     :class:`~anchorlog.ledger.errors.InconsistentLogError`.
+
+    ``signature_process`` lets long ``provenance_many`` streams check signatures
+    in a separate process while this thread reads the next answer (see
+    :mod:`anchorlog.client.signature_process`); False keeps them in threads.
+    Same verdicts either way. ``close()`` ends it.
     """
 
     def __init__(
@@ -374,6 +418,7 @@ class LedgerClient:
         root_certificates: bytes | None = None,
         timeout: float = 60.0,
         trust_on_first_use: bool = False,
+        signature_process: bool = True,
     ) -> None:
         self._timeout = timeout
         options = [
@@ -427,6 +472,12 @@ class LedgerClient:
         self._verifiers: ThreadPoolExecutor | None = None
         self._verifiers_made = threading.Lock()
         self._predicates = PredicateMemo()
+        # The process that checks a stream answer's signatures while this thread reads
+        # the next answer (see provenance_many); started on first need, one stream at a time.
+        self._use_signature_process = signature_process
+        self._signature_process: SignatureProcess | None = None
+        self._signature_process_busy = threading.Lock()
+        self._local_share = LOCAL_SHARE_START
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -447,6 +498,8 @@ class LedgerClient:
             self._channel.close()
             if self._verifiers is not None:
                 self._verifiers.shutdown()
+            if self._signature_process is not None:
+                self._signature_process.close()
 
     def __enter__(self) -> Self:
         return self
@@ -576,6 +629,14 @@ class LedgerClient:
     ) -> list[SampleProvenance]:
         """The verified results of one answer, in the query's order (``asked``, the
         digests of a query that asked for batched columns; None for one that did not)."""
+        answer = self._open_answer(response, ctx, asked)
+        return self._finish_answer(answer, ctx, self._signers(answer.opened))
+
+    def _open_answer(
+        self, response: pb.ProvenanceResponse, ctx: _StreamContext, asked: Sequence[bytes] | None
+    ) -> _OpenAnswer:
+        """The first half of ``_absorb``: the answer read, its entries proved included,
+        its new attestations opened for their signature checks (not yet made)."""
         if response.HasField("checkpoint"):
             ctx.checkpoint = self._advance(response.checkpoint.note, list(response.consistency.hashes))
         if ctx.checkpoint is None:
@@ -610,9 +671,11 @@ class LedgerClient:
             new_key_events |= entry.entry.kind is EntryKind.KEY_EVENT
         if new_key_events or ctx.registry is None:
             ctx.registry = self._key_states.state(ctx.entries.values())
-            ctx.attestations.clear()
-            ctx.statuses.clear()
-            ctx.single_statuses.clear()
+            # New objects, not cleared ones: an earlier answer still being finished
+            # (see provenance_many) keeps what was verified against its registry.
+            ctx.attestations = {}
+            ctx.statuses = {}
+            ctx.single_statuses = {}
         if ctx.remember:
             for entry in received:
                 known_attestation = self._attested.get((entry.index, entry.leaf_hash))
@@ -666,15 +729,31 @@ class LedgerClient:
             named.update(columns.entry_indices)
         elif asked is not None and len(response.digests) != len(asked):
             raise VerificationError(f"asked about {len(asked)} digests, the server answered {len(response.digests)}")
-        self._verify_attestations(named, ctx)
         assert ctx.registry is not None
+        return _OpenAnswer(
+            items=items, columns=columns, asked=asked, checkpoint=checkpoint, registry=ctx.registry,
+            attestations=ctx.attestations, statuses=ctx.statuses, single_statuses=ctx.single_statuses,
+            opened=self._open_attestations(named, ctx),
+        )
+
+    def _finish_answer(
+        self, answer: _OpenAnswer, ctx: _StreamContext, signers: Sequence[VendorKey | None]
+    ) -> list[SampleProvenance]:
+        """The second half of ``_absorb``: given ``signer_of`` each opened attestation,
+        the verified results in the query's order."""
+        for one, key in zip(answer.opened, signers, strict=True):
+            if key is None:
+                continue  # check_provenance checks it again, in order, and raises
+            try:
+                answer.attestations[one.entry.index] = finish_attestation(one, key, self._predicates)
+            except VerificationError:
+                continue
+        checkpoint, registry, verified, statuses = answer.checkpoint, answer.registry, answer.attestations, answer.statuses
         results = []
-        for item in items:
+        for item in answer.items:
             if type(item) is tuple and len(item) == 3:
                 digest, index, hint = item
-                result = check_direct_sample(
-                    digest, index, hint, checkpoint, ctx.attestations, ctx.single_statuses
-                )
+                result = check_direct_sample(digest, index, hint, checkpoint, verified, answer.single_statuses)
                 if result is not None:
                     results.append(result)
                     continue
@@ -682,8 +761,8 @@ class LedgerClient:
             elif type(item) is tuple:
                 digest, index, leaf_index, batch_size, hashes, hint = item
                 result = check_batched_sample(
-                    digest, index, leaf_index, batch_size, hashes, hint, checkpoint, ctx.attestations,
-                    ctx.batch_roots, self._paths, ctx.statuses,
+                    digest, index, leaf_index, batch_size, hashes, hint, checkpoint, verified,
+                    ctx.batch_roots, self._paths, statuses,
                 )
                 if result is not None:
                     results.append(result)
@@ -696,21 +775,20 @@ class LedgerClient:
                 )
             assert isinstance(item, DigestClaim)
             results.append(check_provenance(
-                item, ctx.entries, ctx.registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
+                item, ctx.entries, registry, checkpoint, verified, self._paths, statuses,
             ))
-        if columns is not None:
-            assert asked is not None
-            results = columns.merge(results, self._check_columns(columns, asked, ctx))
-        registry = ctx.registry
-        if ctx.remember and registry is not None:
-            for index, attestation in ctx.attestations.items():
+        if answer.columns is not None:
+            assert answer.asked is not None
+            results = answer.columns.merge(results, self._check_columns(answer.columns, answer.asked, ctx, answer))
+        if ctx.remember:
+            for index, attestation in verified.items():
                 if len(self._attested) >= ATTESTATION_MEMO:
                     self._attested.clear()
                 self._attested[(index, attestation.entry.leaf_hash)] = (registry, attestation)
         return results
 
     def _check_columns(
-        self, columns: _BatchedColumns, asked: Sequence[bytes], ctx: _StreamContext
+        self, columns: _BatchedColumns, asked: Sequence[bytes], ctx: _StreamContext, answer: _OpenAnswer
     ) -> list[SampleProvenance]:
         """Each batched sample checked like a record naming one entry through a batch path.
 
@@ -718,8 +796,8 @@ class LedgerClient:
         accept is checked again by ``check_provenance``, which refuses it with its
         own error (or accepts it).
         """
-        registry, checkpoint = ctx.registry, ctx.checkpoint
-        assert registry is not None and checkpoint is not None
+        registry, checkpoint = answer.registry, answer.checkpoint
+        verified, statuses = answer.attestations, answer.statuses
         blob = columns.path_hashes
         offset = 0
         out = []
@@ -727,7 +805,7 @@ class LedgerClient:
             zip(columns.positions, columns.entry_indices, columns.leaf_indices, strict=True)
         ):
             digest = asked[position]
-            attestation = attestation_named(index, digest, ctx.entries, registry, ctx.attestations)
+            attestation = attestation_named(index, digest, ctx.entries, registry, verified)
             batch = attestation.predicate.batch
             if batch is None:
                 raise BatchPathError(f"entry {index}: server sent a batch path for a direct statement")
@@ -743,8 +821,8 @@ class LedgerClient:
             offset = end
             hint = columns.status_hints.get(index, "")
             result = check_batched_sample(
-                digest, index, leaf, batch.size, packed, hint, checkpoint, ctx.attestations,
-                ctx.batch_roots, self._paths, ctx.statuses,
+                digest, index, leaf, batch.size, packed, hint, checkpoint, verified,
+                ctx.batch_roots, self._paths, statuses,
             )
             if result is None:
                 hashes = tuple(packed[i : i + 32] for i in range(0, len(packed), 32))
@@ -755,7 +833,7 @@ class LedgerClient:
                     status_hint=hint,
                 )
                 result = check_provenance(
-                    claim, ctx.entries, registry, checkpoint, ctx.attestations, self._paths, ctx.statuses,
+                    claim, ctx.entries, registry, checkpoint, verified, self._paths, statuses,
                 )
             out.append(result)
         if offset != len(blob):
@@ -764,12 +842,13 @@ class LedgerClient:
             )
         return out
 
-    def _verify_attestations(self, named: Iterable[int], ctx: _StreamContext) -> None:
-        """Check the signatures of the attestations at the indices ``named`` by answers, for the first time,
-        on this thread and the verifier threads together, into ``ctx.attestations``.
+    def _open_attestations(self, named: Iterable[int], ctx: _StreamContext) -> list[OpenedAttestation]:
+        """The attestations at the indices ``named`` by an answer, not verified in this
+        stream yet, opened for their signature checks (see ``_finish_answer``).
 
         Only an accelerator: an attestation that fails any check is left out, and
-        ``check_provenance`` then checks it again, in order, and raises.
+        ``check_provenance`` then checks it again, in order, and raises. A few are
+        left to it altogether.
         """
         registry = ctx.registry
         assert registry is not None
@@ -780,7 +859,7 @@ class LedgerClient:
                 if entry is not None and entry.entry.kind is EntryKind.ATTESTATION:
                     pending[index] = entry
         if len(pending) < PARALLEL_SIGNATURES:
-            return  # a few: check_provenance checks them one by one
+            return []  # a few: check_provenance checks them one by one
         opened: list[OpenedAttestation] = []
         ordered: dict[tuple[str, tuple[str, ...]], list[VendorKey]] = {}  # for this registry
         for entry in pending.values():
@@ -788,14 +867,7 @@ class LedgerClient:
                 opened.append(open_attestation_entry(entry, registry, ordered))
             except (VerificationError, InvalidInput):
                 continue
-        signers = self._signers(opened)
-        for one, key in zip(opened, signers, strict=True):
-            if key is None:
-                continue
-            try:
-                ctx.attestations[one.entry.index] = finish_attestation(one, key, self._predicates)
-            except VerificationError:
-                continue
+        return opened
 
     def _signers(self, opened: Sequence[OpenedAttestation]) -> list[VendorKey | None]:
         """``signer_of`` each, shared by this thread and the verifier threads.
@@ -806,6 +878,8 @@ class LedgerClient:
         from starting their next check for a whole switch interval.
         """
         found: list[VendorKey | None] = [None] * len(opened)
+        if not opened:
+            return found
         slices = deque(range(0, len(opened), SIGNATURE_SLICE))
 
         def work() -> None:
@@ -898,19 +972,51 @@ class LedgerClient:
             finished.append(True)
 
         answered = 0
+        # An answer whose signatures the process is checking while this thread reads the
+        # next one. Its results are yielded before the next answer's, and before any
+        # error the next answer raises: the same results, in the same order, as without.
+        sent: _SentAnswer | None = None
+        with_process = self._use_signature_process and self._signature_process_busy.acquire(blocking=False)
         try:
             responses = self._stub.StreamProvenance(requests(), metadata=self._metadata)
             for number, response in enumerate(responses):
                 if number >= len(asked):
                     raise VerificationError("stream answered more queries than were asked")
                 expected = asked[number]
-                results = self._absorb(response, ctx, expected if columns else None)
-                if [r.digest for r in results] != expected:
-                    raise VerificationError("stream answered different digests than asked")
-                answered = number + 1
-                yield from results
+                try:
+                    answer = self._open_answer(response, ctx, expected if columns else None)
+                except Exception:
+                    if sent is not None:
+                        earlier, sent = sent, None
+                        yield from self._sent_results(earlier, ctx)
+                    raise
+                earlier, sent = sent, None
+                signers = self._collect(earlier) if earlier is not None else None
+                process = self._process_for(len(answer.opened)) if with_process else None
+                if process is not None:
+                    sent = self._send(process, answer, expected, number)
+                if earlier is not None:
+                    assert signers is not None
+                    yield from self._checked(self._finish_answer(earlier.answer, ctx, signers), earlier.expected)
+                    answered = earlier.number + 1
+                if sent is None:
+                    yield from self._checked(self._finish_answer(answer, ctx, self._signers(answer.opened)), expected)
+                    answered = number + 1
+            if sent is not None:
+                earlier, sent = sent, None
+                yield from self._sent_results(earlier, ctx)
+                answered = earlier.number + 1
         except grpc.RpcError as exc:
+            if sent is not None:  # what was received is still answered, as without the process
+                earlier, sent = sent, None
+                yield from self._sent_results(earlier, ctx)
+                answered = earlier.number + 1
             self._refuse_rollback(rpc_error(exc))
+        finally:
+            if sent is not None:
+                self._collect(sent)  # the process answers one message at a time: take its answer
+            if with_process:
+                self._signature_process_busy.release()
         if not finished or answered != len(asked):
             raise VerificationError(
                 f"the server ended the provenance stream after answering {answered} of "
@@ -919,6 +1025,78 @@ class LedgerClient:
             )
         if bundle is not None and ctx.checkpoint is not None:
             bundle.append(self._bundle(ctx))
+
+    @staticmethod
+    def _checked(results: list[SampleProvenance], expected: Sequence[bytes]) -> list[SampleProvenance]:
+        if [r.digest for r in results] != list(expected):
+            raise VerificationError("stream answered different digests than asked")
+        return results
+
+    def _process_for(self, checks: int) -> SignatureProcess | None:
+        """The signature process for an answer with ``checks`` signatures to check;
+        None to check them in this process's threads."""
+        process = self._signature_process
+        if process is None:
+            if checks < PROCESS_SIGNATURES:
+                return None
+            try:
+                process = self._signature_process = SignatureProcess()
+            except Exception:  # noqa: BLE001  # no process here (a sandbox, no spawn): threads, as before
+                self._use_signature_process = False
+                return None
+        return process if process.alive else None
+
+    def _send(
+        self, process: SignatureProcess, answer: _OpenAnswer, expected: Sequence[bytes], number: int
+    ) -> _SentAnswer | None:
+        """Send ``answer``'s signature checks to ``process``, but for a share this thread
+        keeps (see ``_collect``); None if the process is gone."""
+        positions: list[int] = []
+        packed: list[bytes] = []
+        for position, one in enumerate(answer.opened):
+            check = pack_check(
+                [key.public_key for key in one.verifiers], [signature.sig for signature in one.envelope.signatures],
+                one.message,
+            )
+            if check is not None:
+                positions.append(position)
+                packed.append(check)
+        # This thread checks the last share of them itself while the process checks the
+        # rest: the process shares its core with the server, this thread's core is freer.
+        keep = int(len(packed) * self._local_share)
+        if keep:
+            del positions[len(positions) - keep :], packed[len(packed) - keep :]
+        if not process.check(packed, len(packed)):
+            return None
+        return _SentAnswer(answer, expected, number, process, positions)
+
+    def _collect(self, sent: _SentAnswer) -> list[VendorKey | None]:
+        """``signer_of`` each attestation ``sent`` opened: the process's verdicts, and
+        this process's threads for anything it did not check or if it failed."""
+        opened = sent.answer.opened
+        found: list[VendorKey | None] = [None] * len(opened)
+        if len(sent.positions) != len(opened):  # the checks not sent, here, meanwhile
+            unsent = sorted(set(range(len(opened))) - set(sent.positions))
+            for position in unsent:
+                try:
+                    found[position] = signer_of(opened[position])
+                except InvalidInput:  # a registered key that does not load: refused in order later
+                    found[position] = None
+        # Balance the two: keep more here while this thread waits for the process, fewer while it does not.
+        if sent.process.ready():
+            self._local_share = max(0.0, self._local_share - LOCAL_SHARE_STEP)
+        else:
+            self._local_share = min(LOCAL_SHARE_MAX, self._local_share + LOCAL_SHARE_STEP)
+        verdicts = sent.process.verdicts()
+        if verdicts is None:
+            return self._signers(opened)
+        for position, verdict in zip(sent.positions, verdicts, strict=True):
+            keys = opened[position].verifiers
+            found[position] = keys[verdict] if verdict < len(keys) else None
+        return found
+
+    def _sent_results(self, sent: _SentAnswer, ctx: _StreamContext) -> list[SampleProvenance]:
+        return self._checked(self._finish_answer(sent.answer, ctx, self._collect(sent)), sent.expected)
 
     def _bundle(self, ctx: _StreamContext) -> Bundle:
         assert ctx.checkpoint is not None and ctx.registry is not None

@@ -1,0 +1,198 @@
+"""Streamed lookups with the client's signature process: the same verdicts, errors and
+order as with threads alone; a process that dies is replaced by the threads; it ends
+with the client, and with its client killed.
+
+Real server subprocess, real client, real signature process. Bad envelopes are
+written into the database behind the server's back, so the log proves them
+included and only their signatures are wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+from anchorlog.client import ledger as client_ledger
+from anchorlog.client.ledger import LedgerClient
+from anchorlog.client.vendor import VendorKeyPair, attest_samples, hash_text
+from anchorlog.client.verify import SampleProvenance, SignatureError
+from anchorlog.ledger.status import Status
+
+from tests.conftest import start_server
+from tests.e2e.test_client import VALIDATED, World, _append_behind_the_servers_back, own_world
+from tests.e2e.test_lookup_parallel import _bad_signature
+
+__all__ = ["own_world"]  # fixture used here
+
+# The stream's first answers are chunk/8, chunk/4, ...: each over PROCESS_SIGNATURES.
+CHUNK = 1280
+GOOD = 600
+
+
+def _shape(results: list[SampleProvenance]) -> list[object]:
+    return [
+        (r.digest, r.status, [(a.entry.index, a.key_id, a.predicate) for a in r.attestations]) for r in results
+    ]
+
+
+def _child(reader: LedgerClient) -> int:
+    process = reader._signature_process
+    assert process is not None and process.alive, "the stream used the signature process"
+    return process._process.pid  # type: ignore[union-attr]
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is ours
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def attested(own_world: World) -> Iterator[tuple[World, list[bytes], bytes, bytes]]:
+    assert CHUNK // 8 >= client_ledger.PROCESS_SIGNATURES
+    world = own_world
+    good = [hash_text(f"process check {i}") for i in range(GOOD)]
+    tampered, foreign = hash_text("process: signature bit flipped"), hash_text("process: never registered key")
+    # The bad entries first: an answer's checks go in entry order, and the calling
+    # thread keeps the last ones (its share), so these are among those sent.
+    world.server.stop()
+    bad_envelope = _bad_signature(attest_samples(world.key, [tampered], VALIDATED).envelope)
+    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, bad_envelope, [tampered])
+    stranger = attest_samples(VendorKeyPair.generate(), [foreign], VALIDATED).envelope
+    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, stranger, [foreign])
+    world.server = start_server(world.server.data_dir, "--auth-failures-per-minute", "10000")
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert all(o.ok for o in vendor.submit([attest_samples(world.key, [d], VALIDATED) for d in good]))
+    yield world, good, tampered, foreign
+    world.server.stop()
+
+
+@pytest.mark.parametrize("share", ["balanced", "all in the process", "all kept"])
+def test_the_process_gives_the_verdicts_errors_and_order_of_the_threads(
+    attested: tuple[World, list[bytes], bytes, bytes], share: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if share != "balanced":  # the share the calling thread checks itself, pinned
+        pinned = 0.0 if share == "all in the process" else 1.0
+        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_START", pinned)
+        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_MAX", pinned)
+        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_STEP", 0.0)
+    world, good, tampered, foreign = attested
+    with world.client(world.reader_token, "threads", signature_process=False) as threads, \
+            world.client(world.reader_token, "process") as process:
+        expected = list(threads.provenance_many(good, chunk=CHUNK))
+        got = list(process.provenance_many(good, chunk=CHUNK))
+        assert _shape(got) == _shape(expected)
+        assert {r.status for r in got} == {Status.HUMAN_VALIDATED}
+        _child(process)
+        assert threads._signature_process is None
+        for bad in (tampered, foreign):
+            # The bad one in the second answer: the first answer's results come out
+            # before the refusal, as with threads.
+            mixed = [*good[:400], bad, *good[400:]]
+            outcomes = []
+            for client in (threads, process):
+                yielded = []
+                with pytest.raises(SignatureError) as refused:
+                    for result in client.provenance_many(mixed, chunk=CHUNK):
+                        yielded.append(result)  # noqa: PERF402  # what came out before the refusal
+                outcomes.append((_shape(yielded), str(refused.value)))
+                assert "not signed by any key of vendor" in str(refused.value)
+            assert outcomes[0] == outcomes[1]
+            assert len(outcomes[1][0]) == CHUNK // 8  # the first answer, and nothing of the second
+        again = list(process.provenance_many(good[::-1], chunk=CHUNK))
+        assert _shape(again) == _shape(expected[::-1])
+        _child(process)
+
+
+def test_a_process_killed_mid_stream_is_replaced_by_the_threads(
+    attested: tuple[World, list[bytes], bytes, bytes],
+) -> None:
+    world, good, tampered, _ = attested
+    with world.client(world.reader_token, "process") as reader:
+        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
+        pid = _child(reader)
+        results = []
+        for result in reader.provenance_many(good, chunk=CHUNK):
+            if not results:
+                os.kill(pid, signal.SIGKILL)
+            results.append(result)
+        assert [r.digest for r in results] == good
+        assert {r.status for r in results} == {Status.HUMAN_VALIDATED}
+        assert reader._signature_process is not None and not reader._signature_process.alive
+        with pytest.raises(SignatureError, match="not signed by any key of vendor"):
+            list(reader.provenance_many([*good[:300], tampered], chunk=CHUNK))
+    assert _gone(pid)
+
+
+def test_the_process_ends_with_its_client(attested: tuple[World, list[bytes], bytes, bytes]) -> None:
+    world, good, _, _ = attested
+    with world.client(world.reader_token, "process") as reader:
+        list(reader.provenance_many(good, chunk=CHUNK))
+        pid = _child(reader)
+    assert _gone(pid), "close() ends the signature process"
+    # A client killed outright: its process sees its pipe close and exits.
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from anchorlog.client.ledger import LedgerClient
+        reader = LedgerClient({world.server.address!r}, token={world.reader_token!r},
+                              log_key={world.server.log_key!r}, state_path=Path({str(world.tmp / "killed.json")!r}))
+        digests = [bytes.fromhex(h) for h in {[d.hex() for d in good]!r}]
+        list(reader.provenance_many(digests, chunk={CHUNK}))
+        print(reader._signature_process._process.pid, flush=True)
+        import time
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        child = int(line)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        assert _gone(child), "the signature process outlived its client"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_streams_from_two_threads_share_one_process_in_turn(
+    attested: tuple[World, list[bytes], bytes, bytes],
+) -> None:
+    import threading
+
+    world, good, _, _ = attested
+    with world.client(world.reader_token, "process") as reader:
+        outcomes: list[list[SampleProvenance]] = [[], []]
+        errors: list[BaseException] = []
+
+        def stream(slot: int) -> None:
+            try:
+                outcomes[slot] = list(reader.provenance_many(good[slot::2] * 2, chunk=CHUNK))
+            except BaseException as exc:  # noqa: BLE001  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=stream, args=(slot,)) for slot in (0, 1)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert not errors
+        for slot in (0, 1):
+            assert [r.digest for r in outcomes[slot]] == good[slot::2] * 2
+            assert {r.status for r in outcomes[slot]} == {Status.HUMAN_VALIDATED}
