@@ -104,11 +104,14 @@ PARALLEL_SIGNATURES = 16
 # process (client/signature_process.py) if it is not running yet: spawning it
 # costs a new interpreter, worth it only for long streams.
 PROCESS_SIGNATURES = 128
-# The share of an answer's checks the calling thread keeps while the process checks
-# the rest: adjusted per answer by this step, between 0 and LOCAL_SHARE_MAX.
-LOCAL_SHARE_START = 0.1
-LOCAL_SHARE_STEP = 0.02
-LOCAL_SHARE_MAX = 0.5
+# Seconds the signature process may take to read a message or answer it before it
+# is ended (and the threads check instead).
+PROCESS_TIMEOUT = 60.0
+# An entry's second byte is its kind (ledger/entry.py).
+_KEY_EVENT_KIND = bytes((EntryKind.KEY_EVENT,))
+# Whether the calling thread, rather than wait for the process's verdicts, makes the
+# answer's last checks itself (taken from the end; see _collect). Off only in tests.
+TAKE_CHECKS = True
 VERIFIER_THREADS = max(1, (os.cpu_count() or 2) - 1)
 SIGNATURE_SLICE = 8
 
@@ -477,7 +480,6 @@ class LedgerClient:
         self._use_signature_process = signature_process
         self._signature_process: SignatureProcess | None = None
         self._signature_process_busy = threading.Lock()
-        self._local_share = LOCAL_SHARE_START
 
     def _fetch_vkey_tofu(self) -> str:
         response = self._call("GetCheckpoint", pb.GetCheckpointRequest())
@@ -648,9 +650,10 @@ class LedgerClient:
             index, data = proved.entry.index, proved.entry.data
             hashes = tuple(proved.inclusion.hashes)
             # Every answer repeats the key events: the same bytes with the same proof
-            # for the same checkpoint is the same check, done once.
+            # for the same checkpoint is the same check, done once. (Only bytes whose
+            # kind byte says key event are looked up; anything else is checked in full.)
             seen = (index, checkpoint.size, checkpoint.root_hash)
-            known = self._key_event_entries.get(seen)
+            known = self._key_event_entries.get(seen) if data[1:2] == _KEY_EVENT_KIND else None
             if (
                 known is not None and known[0].data == data and known[1] == hashes
                 and proved.inclusion.tree_size == checkpoint.size
@@ -951,24 +954,36 @@ class LedgerClient:
         columns = bundle is None
 
         def requests() -> Iterator[pb.ProvenanceQuery]:
-            batch: list[bytes] = []
             # The first messages are smaller (an eighth of ``chunk``, a quarter, a half):
             # the server answers the first sooner, so this side starts verifying while
-            # the server works on the next instead of waiting for a whole chunk.
-            sizes = (max(1, chunk // 8), max(1, chunk // 4), max(1, chunk // 2))
-            for digest in digests:
-                batch.append(digest)
-                if len(batch) >= (sizes[len(asked)] if len(asked) < len(sizes) else chunk):
-                    asked.append(batch)
-                    yield pb.ProvenanceQuery(
-                        digests=batch, trusted_size=first_size, omit_status_hints=omit, batched_columns=columns
-                    )
-                    batch = []
-            if batch:
+            # the server works on the next instead of waiting for a whole chunk. The
+            # last ones too (halving down to an eighth): the checks of the last answer
+            # overlap nothing else, so a small one ends the stream sooner. Digests are
+            # read up to a chunk ahead for that.
+            smallest = max(1, chunk // 8)
+            ramp = (smallest, max(1, chunk // 4), max(1, chunk // 2))
+            waiting: list[bytes] = []
+
+            def query(count: int) -> pb.ProvenanceQuery:
+                batch = waiting[:count]
+                del waiting[:count]
                 asked.append(batch)
-                yield pb.ProvenanceQuery(
+                return pb.ProvenanceQuery(
                     digests=batch, trusted_size=first_size, omit_status_hints=omit, batched_columns=columns
                 )
+
+            for digest in digests:
+                waiting.append(digest)
+                if len(asked) < len(ramp):
+                    if len(waiting) >= ramp[len(asked)]:
+                        yield query(ramp[len(asked)])
+                elif len(waiting) >= 2 * chunk:  # a chunk more to come: not among the last
+                    yield query(chunk)
+            while waiting:
+                if len(asked) < len(ramp):  # a short stream: as it came
+                    yield query(min(len(waiting), ramp[len(asked)]))
+                else:
+                    yield query(len(waiting) if len(waiting) <= smallest else min(chunk, max(smallest, len(waiting) // 2)))
             finished.append(True)
 
         answered = 0
@@ -992,7 +1007,7 @@ class LedgerClient:
                     raise
                 earlier, sent = sent, None
                 signers = self._collect(earlier) if earlier is not None else None
-                process = self._process_for(len(answer.opened)) if with_process else None
+                process = self._process_for(len(answer.opened)) if with_process and answer.opened else None
                 if process is not None:
                     sent = self._send(process, answer, expected, number)
                 if earlier is not None:
@@ -1040,7 +1055,7 @@ class LedgerClient:
             if checks < PROCESS_SIGNATURES:
                 return None
             try:
-                process = self._signature_process = SignatureProcess()
+                process = self._signature_process = SignatureProcess(PROCESS_TIMEOUT)
             except Exception:  # noqa: BLE001  # no process here (a sandbox, no spawn): threads, as before
                 self._use_signature_process = False
                 return None
@@ -1049,8 +1064,7 @@ class LedgerClient:
     def _send(
         self, process: SignatureProcess, answer: _OpenAnswer, expected: Sequence[bytes], number: int
     ) -> _SentAnswer | None:
-        """Send ``answer``'s signature checks to ``process``, but for a share this thread
-        keeps (see ``_collect``); None if the process is gone."""
+        """Send ``answer``'s signature checks to ``process``; None if it is gone."""
         positions: list[int] = []
         packed: list[bytes] = []
         for position, one in enumerate(answer.opened):
@@ -1061,38 +1075,41 @@ class LedgerClient:
             if check is not None:
                 positions.append(position)
                 packed.append(check)
-        # This thread checks the last share of them itself while the process checks the
-        # rest: the process shares its core with the server, this thread's core is freer.
-        keep = int(len(packed) * self._local_share)
-        if keep:
-            del positions[len(positions) - keep :], packed[len(packed) - keep :]
         if not process.check(packed, len(packed)):
             return None
         return _SentAnswer(answer, expected, number, process, positions)
 
+    @staticmethod
+    def _signer(opened: OpenedAttestation) -> VendorKey | None:
+        try:
+            return signer_of(opened)
+        except InvalidInput:  # a registered key that does not load: refused in order later
+            return None
+
     def _collect(self, sent: _SentAnswer) -> list[VendorKey | None]:
-        """``signer_of`` each attestation ``sent`` opened: the process's verdicts, and
-        this process's threads for anything it did not check or if it failed."""
-        opened = sent.answer.opened
+        """``signer_of`` each attestation ``sent`` opened: the process's verdicts, the
+        checks this thread took from the end rather than wait for them, and this
+        thread's own for anything not sent (or everything, if the process failed)."""
+        opened, positions, process = sent.answer.opened, sent.positions, sent.process
         found: list[VendorKey | None] = [None] * len(opened)
-        if len(sent.positions) != len(opened):  # the checks not sent, here, meanwhile
-            unsent = sorted(set(range(len(opened))) - set(sent.positions))
-            for position in unsent:
-                try:
-                    found[position] = signer_of(opened[position])
-                except InvalidInput:  # a registered key that does not load: refused in order later
-                    found[position] = None
-        # Balance the two: keep more here while this thread waits for the process, fewer while it does not.
-        if sent.process.ready():
-            self._local_share = max(0.0, self._local_share - LOCAL_SHARE_STEP)
-        else:
-            self._local_share = min(LOCAL_SHARE_MAX, self._local_share + LOCAL_SHARE_STEP)
-        verdicts = sent.process.verdicts()
+        if len(positions) != len(opened):
+            for position in sorted(set(range(len(opened))) - set(positions)):
+                found[position] = self._signer(opened[position])
+        # This thread has the checks of positions[taken:]. Each one it takes, it first
+        # forbids to the process (which may have started it: then both make it).
+        taken = len(positions)
+        while taken and TAKE_CHECKS and not process.ready() and process.progress.done < taken:
+            taken -= 1
+            process.progress.lower_limit(taken)
+            found[positions[taken]] = self._signer(opened[positions[taken]])
+        verdicts = process.verdicts()
         if verdicts is None:
             return self._signers(opened)
-        for position, verdict in zip(sent.positions, verdicts, strict=True):
+        for position, verdict in zip(positions[:taken], verdicts, strict=False):
             keys = opened[position].verifiers
             found[position] = keys[verdict] if verdict < len(keys) else None
+        for position in positions[len(verdicts) : taken]:  # stopped short of the limit: here
+            found[position] = self._signer(opened[position])
         return found
 
     def _sent_results(self, sent: _SentAnswer, ctx: _StreamContext) -> list[SampleProvenance]:

@@ -22,17 +22,27 @@ Wire format, framed by a ``u32`` length (big-endian, as every integer here):
 * checks: per check ``u8`` key count, the keys (32 bytes each), ``u8``
   signature count, per signature ``u16`` length and bytes, ``u32`` length and
   the message;
-* verdicts: one byte per check, the index of the first key a signature
-  verifies with, or ``NO_KEY``.
+* verdicts: one byte per check it made, in order, the index of the first key a
+  signature verifies with, or ``NO_KEY``.
+
+The two also share 8 bytes of memory (a file both map): the process writes how
+many checks of the current message it has finished, and reads, before each
+check, a limit the client may lower. A client that would otherwise wait takes
+checks from the end (lowering the limit before each), so the process answers
+the checks below the limit and the client has made the rest: each is made at
+least once (one may be made by both, to the same verdict).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import select
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterable, Sequence
 
 from anchorlog.ledger.ed25519 import verify_signature
@@ -44,6 +54,7 @@ MAX_SIGNATURES = 255
 MAX_SIGNATURE_BYTES = 0xFFFF
 _U16 = 2
 _U32 = 4
+_SHARED_BYTES = 8
 
 
 def pack_check(keys: Sequence[bytes], signatures: Sequence[bytes], message: bytes) -> bytes | None:
@@ -103,9 +114,47 @@ def first_verifying_key(keys: Sequence[bytes], signatures: Sequence[bytes], mess
     return NO_KEY
 
 
-def run_checks(data: bytes) -> bytes:
-    """The process's answer to one message of checks."""
-    return bytes(first_verifying_key(*check) for check in unpack_checks(data))
+class SharedProgress:
+    """The 8 shared bytes: checks finished by the process, and the limit it stops at.
+
+    Each value is written as one 4-byte copy (``struct.pack_into`` would zero the
+    bytes first, and the other side could read that zero). Nothing depends on a
+    read being whole: a wrong limit makes the process stop early (the client then
+    makes the rest) or go on (a check made twice); a wrong count of finished
+    checks makes the client take more or fewer.
+    """
+
+    def __init__(self, memory: mmap.mmap) -> None:
+        self._memory = memory
+
+    @property
+    def done(self) -> int:
+        return int.from_bytes(self._memory[0:4], sys.byteorder)
+
+    @property
+    def limit(self) -> int:
+        return int.from_bytes(self._memory[4:8], sys.byteorder)
+
+    def start(self, count: int) -> None:
+        self._memory[0:8] = (0).to_bytes(4, sys.byteorder) + count.to_bytes(4, sys.byteorder)
+
+    def finished(self, count: int) -> None:
+        self._memory[0:4] = count.to_bytes(4, sys.byteorder)
+
+    def lower_limit(self, limit: int) -> None:
+        self._memory[4:8] = limit.to_bytes(4, sys.byteorder)
+
+
+def run_checks(data: bytes, progress: SharedProgress | None = None) -> bytes:
+    """The process's answer to one message: verdicts for the checks below the limit."""
+    verdicts = bytearray()
+    for position, check in enumerate(unpack_checks(data)):
+        if progress is not None and position >= progress.limit:
+            break
+        verdicts.append(first_verifying_key(*check))
+        if progress is not None:
+            progress.finished(position + 1)
+    return bytes(verdicts)
 
 
 def _read_exactly(fd: int, count: int) -> bytes | None:
@@ -126,10 +175,26 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def serve() -> None:
+def _write_within(fd: int, data: bytes, timeout: float) -> bool:
+    """Write all of ``data`` to the non-blocking ``fd``; False if that takes over ``timeout``."""
+    deadline = time.monotonic() + timeout
+    view = memoryview(data)
+    while view:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+            return False
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+    return True
+
+
+def serve(shared_fd: int) -> None:
     """The process: answer each framed message on stdin, on stdout, until stdin ends."""
     # Ctrl-C reaches the whole process group; the client decides when this ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    progress = SharedProgress(mmap.mmap(shared_fd, _SHARED_BYTES))
     fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
     while True:
         head = _read_exactly(fd_in, _U32)
@@ -139,7 +204,7 @@ def serve() -> None:
         if data is None:
             return
         try:
-            answer = run_checks(data)
+            answer = run_checks(data, progress)
         except ValueError:
             return  # not our client: stop
         _write_all(fd_out, len(answer).to_bytes(_U32, "big") + answer)
@@ -155,15 +220,22 @@ class SignatureProcess:
     """
 
     def __init__(self, timeout: float = 60.0) -> None:
-        # The same interpreter and environment: it imports anchorlog as an installed
-        # program does. If it cannot, it ends at once and the caller uses its threads.
-        code = "from anchorlog.client.signature_process import serve; serve()"
+        # The shared bytes: an unlinked temporary file, mapped here and, through its
+        # inherited descriptor, in the process.
+        with tempfile.TemporaryFile() as shared:  # closed once mapped: the mappings stay
+            os.ftruncate(shared.fileno(), _SHARED_BYTES)
+            self.progress = SharedProgress(mmap.mmap(shared.fileno(), _SHARED_BYTES))
+            # The same interpreter and environment: it imports anchorlog as an installed
+            # program does. If it cannot, it ends at once and the caller uses its threads.
+            code = f"from anchorlog.client.signature_process import serve; serve({shared.fileno()})"
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, pass_fds=(shared.fileno(),),
+            )
         self._timeout = timeout
         self._count = 0  # checks sent and not yet answered
-        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
-        )
+        assert self._process.stdin is not None
+        os.set_blocking(self._process.stdin.fileno(), False)  # see _write_within
 
     @property
     def alive(self) -> bool:
@@ -176,9 +248,12 @@ class SignatureProcess:
         if self._process is None or self._process.stdin is None:
             return False
         data = b"".join(packed)
+        self.progress.start(count)  # before it can read them
         try:
-            _write_all(self._process.stdin.fileno(), len(data).to_bytes(_U32, "big") + data)
+            sent = _write_within(self._process.stdin.fileno(), len(data).to_bytes(_U32, "big") + data, self._timeout)
         except OSError:
+            sent = False
+        if not sent:  # gone, or not reading (stopped, stuck): never block the client on it
             self.close()
             return False
         self._count = count
@@ -191,7 +266,9 @@ class SignatureProcess:
         return bool(select.select([self._process.stdout.fileno()], [], [], 0)[0])
 
     def verdicts(self) -> bytes | None:
-        """The answer to the last ``check``, one verdict per check; None if the process failed."""
+        """The answer to the last ``check``: the verdicts of its first checks (normally at
+        least as many as the limit it was last given; the caller makes any others);
+        None if the process failed."""
         expected, self._count = self._count, 0
         if self._process is None or self._process.stdout is None:
             return None
@@ -204,7 +281,7 @@ class SignatureProcess:
             answer = _read_exactly(fd, int.from_bytes(head, "big")) if head is not None else None
         except OSError:
             answer = None
-        if answer is None or len(answer) != expected:
+        if answer is None or len(answer) > expected:
             self.close()
             return None
         return answer

@@ -39,6 +39,10 @@ class EntryKind(enum.IntEnum):
     KEY_EVENT = 3
 
 
+# By wire value: a dict lookup, not EntryKind(value)'s enum machinery (once per entry read).
+_KINDS: dict[int, EntryKind] = {kind.value: kind for kind in EntryKind}
+
+
 @dataclass(frozen=True)
 class LogEntry:
     index: int
@@ -98,10 +102,9 @@ def decode_entry(data: bytes) -> LogEntry:
     version, kind, index, previous, integrated_ms, sub_len = _HEAD.unpack_from(data)
     if version != ENTRY_VERSION:
         raise InvalidInput("entry.version", f"unsupported entry version {version}")
-    try:
-        entry_kind = EntryKind(kind)
-    except ValueError:
-        raise InvalidInput("entry.kind", f"unknown entry kind {kind}") from None
+    entry_kind = _KINDS.get(kind)
+    if entry_kind is None:
+        raise InvalidInput("entry.kind", f"unknown entry kind {kind}")
     # u64 on the wire, but only 63 bits are used so that SQLite's signed integers hold them.
     if index >= _LIMIT:
         raise InvalidInput("entry.index", f"{index} is out of range (must be < 2**63)")

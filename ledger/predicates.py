@@ -299,15 +299,23 @@ class PredicateMemo:
         self._parsed: dict[tuple[tuple[str, str], ...], ProvenancePredicate] = {}
 
     def parse(self, doc: Any) -> ProvenancePredicate:
-        if type(doc) is not dict or not all(type(v) is str for v in doc.values()):
+        if type(doc) is not dict:
             return ProvenancePredicate.parse(doc)
-        key = tuple(doc.items())
-        known = self._parsed.get(key)
-        if known is None:
-            known = ProvenancePredicate.parse(doc)
-            if len(self._parsed) >= self._capacity:
-                self._parsed.clear()
-            self._parsed[key] = known
+        try:
+            key = tuple(doc.items())
+            known = self._parsed.get(key)
+        except TypeError:  # an unhashable value (a list, an object): not a predicate of strings
+            return ProvenancePredicate.parse(doc)
+        if known is not None:
+            # Equal to remembered items, all strings (JSON gives exact types: only a str
+            # equals a str), so the same value: checked already.
+            return known
+        if not all(type(v) is str for v in doc.values()):
+            return ProvenancePredicate.parse(doc)
+        known = ProvenancePredicate.parse(doc)
+        if len(self._parsed) >= self._capacity:
+            self._parsed.clear()
+        self._parsed[key] = known
         return known
 
 

@@ -302,11 +302,11 @@ WAL_CHECKPOINT_PAGES = 16_384
 # size / 2**HOT_LEVEL nodes); a random inclusion proof then reads at most
 # HOT_LEVEL nodes from disk.
 HOT_LEVEL = 8
-# Lower levels (never level 0: leaf hashes live in the entries rows) are kept too
-# while the cached nodes number at most this many (about 45 MB as bytes objects): a log of
-# 10^5 entries keeps levels 1 up and a proof reads only its leaf's sibling, 10^6
-# keeps 2 up, 10^7 keeps 6 up. A log that grows past twice the budget while open
-# gives up its lowest cached level (see _ProofCache.committed).
+# Lower levels are kept too while the cached nodes number at most this many (about
+# 45 MB as bytes objects): up to about 2.6 * 10^5 entries the whole tree, leaf hashes
+# too (read from the entries rows on open), so a proof reads nothing from disk;
+# 10^6 entries keep levels 2 up, 10^7 keep 6 up. A log that grows past twice the
+# budget while open gives up its lowest cached level (see _ProofCache.committed).
 HOT_NODES = 1 << 19
 
 
@@ -316,10 +316,10 @@ def nodes_at_or_above(size: int, level: int) -> int:
 
 
 def hot_level_for(size: int, budget: int | None = None) -> int:
-    """The lowest level, from 1 to HOT_LEVEL, whose nodes and those above fit ``budget``
+    """The lowest level, from 0 to HOT_LEVEL, whose nodes and those above fit ``budget``
     (HOT_NODES unless given)."""
     limit = HOT_NODES if budget is None else budget
-    for level in range(1, HOT_LEVEL):
+    for level in range(HOT_LEVEL):
         if nodes_at_or_above(size, level) <= limit:
             return level
     return HOT_LEVEL
@@ -1106,8 +1106,29 @@ class LogStore:
         from disk) or, at most once, the partial range [begin, size) on the
         right edge, whose hash ``edges`` holds.
         """
-        path, edge = inclusion_nodes(index, size)
         cache = self._proofs
+        if cache.hot_level == 0:
+            # Every level in memory (a small log): the path straight from the lists, as
+            # inclusion_nodes lays it out, without building it first. A node not there
+            # (a level given up meanwhile) leaves it to the general walk below.
+            levels = cache.levels
+            inner = (index ^ (size - 1)).bit_length()
+            partial = inner > 1 and size & ((1 << (inner - 1)) - 1)
+            try:
+                proof = [levels[level][(index >> level) ^ 1] for level in range(inner - 1 if partial else inner)]
+                if partial:
+                    proof.append(edges[((index >> (inner - 1)) ^ 1) << (inner - 1)])
+                high, level = index >> inner, inner
+                while high:
+                    if high & 1:
+                        proof.append(levels[level][high ^ 1])
+                    high >>= 1
+                    level += 1
+            except IndexError:
+                pass
+            else:
+                return proof, []
+        path, edge = inclusion_nodes(index, size)
         # The path goes up level by level: the nodes below hot_level come first
         # (recent ones from a dict, else read from disk), then the dense levels:
         # index the lists, no branch or call per node.

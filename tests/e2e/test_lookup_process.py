@@ -69,7 +69,7 @@ def attested(own_world: World) -> Iterator[tuple[World, list[bytes], bytes, byte
     good = [hash_text(f"process check {i}") for i in range(GOOD)]
     tampered, foreign = hash_text("process: signature bit flipped"), hash_text("process: never registered key")
     # The bad entries first: an answer's checks go in entry order, and the calling
-    # thread keeps the last ones (its share), so these are among those sent.
+    # thread takes the last ones when it would wait, so these are the process's.
     world.server.stop()
     bad_envelope = _bad_signature(attest_samples(world.key, [tampered], VALIDATED).envelope)
     _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, bad_envelope, [tampered])
@@ -82,15 +82,11 @@ def attested(own_world: World) -> Iterator[tuple[World, list[bytes], bytes, byte
     world.server.stop()
 
 
-@pytest.mark.parametrize("share", ["balanced", "all in the process", "all kept"])
+@pytest.mark.parametrize("taking", [True, False], ids=["shared", "all in the process"])
 def test_the_process_gives_the_verdicts_errors_and_order_of_the_threads(
-    attested: tuple[World, list[bytes], bytes, bytes], share: str, monkeypatch: pytest.MonkeyPatch
+    attested: tuple[World, list[bytes], bytes, bytes], taking: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if share != "balanced":  # the share the calling thread checks itself, pinned
-        pinned = 0.0 if share == "all in the process" else 1.0
-        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_START", pinned)
-        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_MAX", pinned)
-        monkeypatch.setattr(client_ledger, "LOCAL_SHARE_STEP", 0.0)
+    monkeypatch.setattr(client_ledger, "TAKE_CHECKS", taking)
     world, good, tampered, foreign = attested
     with world.client(world.reader_token, "threads", signature_process=False) as threads, \
             world.client(world.reader_token, "process") as process:
@@ -196,3 +192,82 @@ def test_streams_from_two_threads_share_one_process_in_turn(
         for slot in (0, 1):
             assert [r.digest for r in outcomes[slot]] == good[slot::2] * 2
             assert {r.status for r in outcomes[slot]} == {Status.HUMAN_VALIDATED}
+
+
+def test_a_stopped_process_leaves_its_checks_to_the_calling_thread(
+    attested: tuple[World, list[bytes], bytes, bytes],
+) -> None:
+    import threading
+
+    world, good, tampered, _ = attested
+    with world.client(world.reader_token, "process") as reader:
+        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
+        pid = _child(reader)
+        # One answer of 40 checks (about 21 KB: the pipe takes it without the process
+        # reading), the bad one first, so the last the calling thread would take.
+        os.kill(pid, signal.SIGSTOP)
+        resume = threading.Timer(2.0, os.kill, (pid, signal.SIGCONT))
+        resume.start()
+        try:
+            with pytest.raises(SignatureError, match="not signed by any key of vendor"):
+                list(reader.provenance_many([tampered, *good[:40]], chunk=320))
+        finally:
+            resume.cancel()
+            os.kill(pid, signal.SIGCONT)
+        assert reader._signature_process is not None and reader._signature_process.alive
+        assert reader._signature_process.progress.limit == 0, "the calling thread took every check"
+        again = list(reader.provenance_many(good, chunk=CHUNK))
+        assert [r.digest for r in again] == good and {r.status for r in again} == {Status.HUMAN_VALIDATED}
+
+
+def test_a_process_that_stops_reading_is_ended_without_blocking_the_client(
+    attested: tuple[World, list[bytes], bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_ledger, "PROCESS_TIMEOUT", 1.0)
+    world, good, tampered, _ = attested
+    with world.client(world.reader_token, "process") as reader:
+        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
+        pid = _child(reader)
+        os.kill(pid, signal.SIGSTOP)  # an answer of 160 checks (about 85 KB) fills the pipe
+        try:
+            started = time.monotonic()
+            results = list(reader.provenance_many(good, chunk=CHUNK))
+            assert time.monotonic() - started < 20
+            assert [r.digest for r in results] == good and {r.status for r in results} == {Status.HUMAN_VALIDATED}
+            assert reader._signature_process is not None and not reader._signature_process.alive
+            with pytest.raises(SignatureError, match="not signed by any key of vendor"):
+                list(reader.provenance_many([tampered, *good[:300]], chunk=CHUNK))
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert _gone(pid)
+
+
+def test_checks_the_process_stopped_short_of_are_made_by_the_client(
+    attested: tuple[World, list[bytes], bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the process read a limit of 0 for every answer (a torn read of the shared
+    # bytes could make it stop early): it answers none or a few; the client makes the rest.
+    monkeypatch.setattr(client_ledger, "TAKE_CHECKS", False)
+    send = LedgerClient._send
+
+    def send_then_stop_it(self: LedgerClient, *args: object) -> object:
+        sent = send(self, *args)  # type: ignore[arg-type]
+        if sent is not None:
+            sent.process.progress.lower_limit(0)
+        return sent
+
+    monkeypatch.setattr(LedgerClient, "_send", send_then_stop_it)
+    world, good, tampered, foreign = attested
+    with world.client(world.reader_token, "threads", signature_process=False) as threads, \
+            world.client(world.reader_token, "process") as process:
+        assert _shape(list(process.provenance_many(good, chunk=CHUNK))) == _shape(
+            list(threads.provenance_many(good, chunk=CHUNK))
+        )
+        _child(process)
+        for bad in (tampered, foreign):
+            with pytest.raises(SignatureError, match="not signed by any key of vendor"):
+                list(process.provenance_many([*good[:400], bad, *good[400:]], chunk=CHUNK))
+        _child(process)  # still the same, alive: stopping short is not a failure

@@ -173,25 +173,30 @@ def test_the_hot_level_is_chosen_from_the_size() -> None:
     from anchorlog.ledger.store import HOT_LEVEL, HOT_NODES, hot_level_for, nodes_at_or_above
 
     assert nodes_at_or_above(8, 1) == 4 + 2 + 1 and nodes_at_or_above(7, 1) == 3 + 1 and nodes_at_or_above(1, 1) == 0
-    assert [hot_level_for(n) for n in (0, 1, 10**5, 10**6, 10**7, 10**9)] == [1, 1, 1, 2, 6, HOT_LEVEL]
-    for size in (10**5, 10**6, 10**7, 3 * 10**7):
+    assert [hot_level_for(n) for n in (0, 1, 10**5, 3 * 10**5, 10**6, 10**7, 10**9)] == [0, 0, 0, 1, 2, 6, HOT_LEVEL]
+    for size in (10**5, 3 * 10**5, 10**6, 10**7, 3 * 10**7):
         level = hot_level_for(size)
         assert level == HOT_LEVEL or nodes_at_or_above(size, level) <= HOT_NODES
-        assert level == 1 or nodes_at_or_above(size, level - 1) > HOT_NODES
+        assert level == 0 or nodes_at_or_above(size, level - 1) > HOT_NODES
 
 
-def test_a_small_log_reads_only_each_proofs_sibling_leaf_from_disk(tmp_path: Path, sign) -> None:  # type: ignore[no-untyped-def]
+def test_a_small_log_proves_from_memory_alone(tmp_path: Path, sign) -> None:  # type: ignore[no-untyped-def]
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)
-    _grow(store, [300, 200], sign)
+    roots = _grow(store, [300, 200, 37], sign)
     store.close()
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)  # reopened: only what load_hot read is cached
-    size, root = store.size, store.root_hash
-    assert store._proofs.hot_level == 1
-    edges = store._proofs.edges[size]
-    for index in range(0, size, 7):
-        _, unread = store._path_from_edges(index, size, edges)
-        assert {level for _, level, _ in unread} <= {0}
-        verify_inclusion(store.entry(index).leaf_hash, index, size, store.inclusion_proof(index, size), root)
+    plain = LogStore(tmp_path / "log.db", origin=ORIGIN, hot_level=64)  # nothing cached: all from disk
+    assert store._proofs.hot_level == 0
+    for size, root in roots.items():
+        edges = store._proofs.edges.get(size)
+        for index in range(size):
+            if edges is not None:
+                _, unread = store._path_from_edges(index, size, edges)
+                assert unread == []
+            proof = store.inclusion_proof(index, size)
+            assert proof == plain.inclusion_proof(index, size)
+            verify_inclusion(store.entry(index).leaf_hash, index, size, proof, root)
+    plain.close()
     store.close()
 
 
@@ -203,11 +208,11 @@ def test_a_log_outgrowing_the_budget_gives_up_its_lowest_level(
     monkeypatch.setattr(store_module, "HOT_NODES", 64)
     monkeypatch.setattr(store_module, "RECENT_LEAVES", 16)
     store = LogStore(tmp_path / "log.db", origin=ORIGIN)
-    assert store._proofs.hot_level == 1
+    assert store._proofs.hot_level == 0
     roots = _grow(store, [40] * 12, sign)
-    # 480 leaves: levels 1 up hold 476 nodes and 2 up 236, over twice 64; 3 up hold 116.
+    # 480 leaves: levels 0 up hold 956 nodes, 1 up 476 and 2 up 236, over twice 64; 3 up hold 116.
     assert store._proofs.hot_level == 3
-    assert store._proofs.levels[1] == [] and store._proofs.levels[2] == []
+    assert store._proofs.levels[0] == store._proofs.levels[1] == store._proofs.levels[2] == []
     rng = random.Random(5)
     for size, root in roots.items():
         for index in rng.sample(range(size), min(size, 12)):
