@@ -34,6 +34,17 @@ def _bad_signature(envelope: bytes) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def append_bad_signatures(world: World, tampered: bytes, foreign: bytes) -> None:
+    """Stop the server, append one-sample attestations of ``tampered`` (a signature bit
+    flipped) and ``foreign`` (signed by a key never registered) behind its back, restart it."""
+    world.server.stop()
+    bad_envelope = _bad_signature(attest_samples(world.key, [tampered], VALIDATED).envelope)
+    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, bad_envelope, [tampered])
+    stranger = attest_samples(VendorKeyPair.generate(), [foreign], VALIDATED).envelope
+    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, stranger, [foreign])
+    world.server = start_server(world.server.data_dir, "--auth-failures-per-minute", "10000")
+
+
 def test_one_bad_signature_among_many_is_refused_by_the_threaded_check(own_world: World) -> None:
     assert GOOD > client_ledger.PARALLEL_SIGNATURES
     world = own_world
@@ -42,12 +53,7 @@ def test_one_bad_signature_among_many_is_refused_by_the_threaded_check(own_world
     with world.client(world.vendor_token, "vendor") as vendor:
         outcomes = vendor.submit([attest_samples(world.key, [d], VALIDATED) for d in good])
         assert all(o.ok for o in outcomes)
-    world.server.stop()
-    bad_envelope = _bad_signature(attest_samples(world.key, [tampered], VALIDATED).envelope)
-    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, bad_envelope, [tampered])
-    stranger = attest_samples(VendorKeyPair.generate(), [foreign], VALIDATED).envelope
-    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, stranger, [foreign])
-    world.server = start_server(world.server.data_dir, "--auth-failures-per-minute", "10000")
+    append_bad_signatures(world, tampered, foreign)
     try:
         with world.client(world.reader_token, "reader") as reader:
             results = list(reader.provenance_many(good, chunk=GOOD))

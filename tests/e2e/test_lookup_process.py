@@ -20,13 +20,12 @@ from collections.abc import Iterator
 import pytest
 from anchorlog.client import ledger as client_ledger
 from anchorlog.client.ledger import LedgerClient
-from anchorlog.client.vendor import VendorKeyPair, attest_samples, hash_text
+from anchorlog.client.vendor import attest_samples, hash_text
 from anchorlog.client.verify import SampleProvenance, SignatureError
 from anchorlog.ledger.status import Status
 
-from tests.conftest import start_server
-from tests.e2e.test_client import VALIDATED, World, _append_behind_the_servers_back, own_world
-from tests.e2e.test_lookup_parallel import _bad_signature
+from tests.e2e.test_client import VALIDATED, World, own_world
+from tests.e2e.test_lookup_parallel import append_bad_signatures
 
 __all__ = ["own_world"]  # fixture used here
 
@@ -45,6 +44,12 @@ def _child(reader: LedgerClient) -> int:
     process = reader._signature_process
     assert process is not None and process.alive, "the stream used the signature process"
     return process._process.pid  # type: ignore[union-attr]
+
+
+def _started(reader: LedgerClient, good: list[bytes]) -> int:
+    """Start ``reader``'s signature process with a first stream; its pid."""
+    list(reader.provenance_many(good[:200], chunk=CHUNK))
+    return _child(reader)
 
 
 def _gone(pid: int, within: float = 5.0) -> bool:
@@ -70,12 +75,7 @@ def attested(own_world: World) -> Iterator[tuple[World, list[bytes], bytes, byte
     tampered, foreign = hash_text("process: signature bit flipped"), hash_text("process: never registered key")
     # The bad entries first: an answer's checks go in entry order, and the calling
     # thread takes the last ones when it would wait, so these are the process's.
-    world.server.stop()
-    bad_envelope = _bad_signature(attest_samples(world.key, [tampered], VALIDATED).envelope)
-    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, bad_envelope, [tampered])
-    stranger = attest_samples(VendorKeyPair.generate(), [foreign], VALIDATED).envelope
-    _append_behind_the_servers_back(world.server.data_dir, world.vendor_id, stranger, [foreign])
-    world.server = start_server(world.server.data_dir, "--auth-failures-per-minute", "10000")
+    append_bad_signatures(world, tampered, foreign)
     with world.client(world.vendor_token, "vendor") as vendor:
         assert all(o.ok for o in vendor.submit([attest_samples(world.key, [d], VALIDATED) for d in good]))
     yield world, good, tampered, foreign
@@ -120,8 +120,7 @@ def test_a_process_killed_mid_stream_is_replaced_by_the_threads(
 ) -> None:
     world, good, tampered, _ = attested
     with world.client(world.reader_token, "process") as reader:
-        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
-        pid = _child(reader)
+        pid = _started(reader, good)
         results = []
         for result in reader.provenance_many(good, chunk=CHUNK):
             if not results:
@@ -201,8 +200,7 @@ def test_a_stopped_process_leaves_its_checks_to_the_calling_thread(
 
     world, good, tampered, _ = attested
     with world.client(world.reader_token, "process") as reader:
-        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
-        pid = _child(reader)
+        pid = _started(reader, good)
         # One answer of 40 checks (about 21 KB: the pipe takes it without the process
         # reading), the bad one first, so the last the calling thread would take.
         os.kill(pid, signal.SIGSTOP)
@@ -226,8 +224,7 @@ def test_a_process_that_stops_reading_is_ended_without_blocking_the_client(
     monkeypatch.setattr(client_ledger, "PROCESS_TIMEOUT", 1.0)
     world, good, tampered, _ = attested
     with world.client(world.reader_token, "process") as reader:
-        list(reader.provenance_many(good[:200], chunk=CHUNK))  # starts it
-        pid = _child(reader)
+        pid = _started(reader, good)
         os.kill(pid, signal.SIGSTOP)  # an answer of 160 checks (about 85 KB) fills the pipe
         try:
             started = time.monotonic()
