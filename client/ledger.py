@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -109,6 +109,8 @@ PROCESS_SIGNATURES = 128
 PROCESS_TIMEOUT = 60.0
 # An entry's second byte is its kind (ledger/entry.py).
 _KEY_EVENT_KIND = bytes((EntryKind.KEY_EVENT,))
+# Seconds to wait for the answer the process owes once this thread took every check.
+OWED_ANSWER_TIMEOUT = 1.0
 # Whether the calling thread, rather than wait for the process's verdicts, makes the
 # answer's last checks itself (taken from the end; see _collect). Off only in tests.
 TAKE_CHECKS = True
@@ -305,6 +307,10 @@ class _StreamContext:
     )
     # Single lookups share verified attestations across calls (see LedgerClient._attested).
     remember: bool = False
+    # Answers opened so far, and the one each entry (by index) last arrived in: an
+    # answer finished after the next was opened sees only entries it could have seen.
+    answers: int = 0
+    arrival: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -319,10 +325,31 @@ class _OpenAnswer:
     asked: Sequence[bytes] | None
     checkpoint: VerifiedCheckpoint
     registry: KeyRegistry
+    entries: Mapping[int, VerifiedEntry]
     attestations: dict[int, VerifiedAttestation]
     statuses: dict[tuple[tuple[int, bool], ...], Status]
     single_statuses: dict[tuple[Claim, bool], Status]
     opened: list[OpenedAttestation]
+
+
+class _EntriesAsOf(Mapping[int, VerifiedEntry]):
+    """The stream's verified entries as answer ``serial`` left them: one that arrived (or
+    arrived again) in a later answer is not there. An answer finished after the next
+    one was opened (see provenance_many) is checked with what it had itself."""
+
+    def __init__(self, entries: dict[int, VerifiedEntry], arrival: dict[int, int], serial: int) -> None:
+        self._entries, self._arrival, self._serial = entries, arrival, serial
+
+    def __getitem__(self, index: int) -> VerifiedEntry:
+        if self._arrival.get(index, self._serial + 1) > self._serial:
+            raise KeyError(index)
+        return self._entries[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for i in list(self._entries) if self._arrival.get(i, self._serial + 1) <= self._serial)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)
@@ -639,6 +666,7 @@ class LedgerClient:
     ) -> _OpenAnswer:
         """The first half of ``_absorb``: the answer read, its entries proved included,
         its new attestations opened for their signature checks (not yet made)."""
+        serial = ctx.answers = ctx.answers + 1
         if response.HasField("checkpoint"):
             ctx.checkpoint = self._advance(response.checkpoint.note, list(response.consistency.hashes))
         if ctx.checkpoint is None:
@@ -668,6 +696,7 @@ class LedgerClient:
                         self._key_event_entries.clear()
                     self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
+            ctx.arrival[entry.index] = serial
             if ctx.keep_claims:  # a bundle carries the proofs
                 ctx.proofs[entry.index] = (entry.data, hashes)
             received.append(entry)
@@ -735,6 +764,7 @@ class LedgerClient:
         assert ctx.registry is not None
         return _OpenAnswer(
             items=items, columns=columns, asked=asked, checkpoint=checkpoint, registry=ctx.registry,
+            entries=_EntriesAsOf(ctx.entries, ctx.arrival, serial),
             attestations=ctx.attestations, statuses=ctx.statuses, single_statuses=ctx.single_statuses,
             opened=self._open_attestations(named, ctx),
         )
@@ -778,7 +808,7 @@ class LedgerClient:
                 )
             assert isinstance(item, DigestClaim)
             results.append(check_provenance(
-                item, ctx.entries, registry, checkpoint, verified, self._paths, statuses,
+                item, answer.entries, registry, checkpoint, verified, self._paths, statuses,
             ))
         if answer.columns is not None:
             assert answer.asked is not None
@@ -808,7 +838,7 @@ class LedgerClient:
             zip(columns.positions, columns.entry_indices, columns.leaf_indices, strict=True)
         ):
             digest = asked[position]
-            attestation = attestation_named(index, digest, ctx.entries, registry, verified)
+            attestation = attestation_named(index, digest, answer.entries, registry, verified)
             batch = attestation.predicate.batch
             if batch is None:
                 raise BatchPathError(f"entry {index}: server sent a batch path for a direct statement")
@@ -836,7 +866,7 @@ class LedgerClient:
                     status_hint=hint,
                 )
                 result = check_provenance(
-                    claim, ctx.entries, registry, checkpoint, verified, self._paths, statuses,
+                    claim, answer.entries, registry, checkpoint, verified, self._paths, statuses,
                 )
             out.append(result)
         if offset != len(blob):
@@ -1092,24 +1122,31 @@ class LedgerClient:
         thread's own for anything not sent (or everything, if the process failed)."""
         opened, positions, process = sent.answer.opened, sent.positions, sent.process
         found: list[VendorKey | None] = [None] * len(opened)
-        if len(positions) != len(opened):
-            for position in sorted(set(range(len(opened))) - set(positions)):
-                found[position] = self._signer(opened[position])
-        # This thread has the checks of positions[taken:]. Each one it takes, it first
-        # forbids to the process (which may have started it: then both make it).
-        taken = len(positions)
-        while taken and TAKE_CHECKS and not process.ready() and process.progress.done < taken:
-            taken -= 1
-            process.progress.lower_limit(taken)
-            found[positions[taken]] = self._signer(opened[positions[taken]])
-        verdicts = process.verdicts()
+        try:
+            if len(positions) != len(opened):
+                for position in sorted(set(range(len(opened))) - set(positions)):
+                    found[position] = self._signer(opened[position])
+            # This thread has the checks of positions[taken:]. Each one it takes, it first
+            # forbids to the process (which may have started it: then both make it).
+            taken = len(positions)
+            while taken and TAKE_CHECKS and not process.ready() and process.progress.done < taken:
+                taken -= 1
+                process.progress.lower_limit(taken)
+                found[positions[taken]] = self._signer(opened[positions[taken]])
+            # With every check taken, the process's answer is only owed: a process that
+            # is not answering by then (stopped, stuck) gets a second, not a minute.
+            verdicts = process.verdicts(None if taken else OWED_ANSWER_TIMEOUT)
+        except BaseException:  # interrupted between a message and its answer: never reuse the pipe
+            process.close()
+            raise
         if verdicts is None:
-            return self._signers(opened)
+            verdicts = b""
         for position, verdict in zip(positions[:taken], verdicts, strict=False):
             keys = opened[position].verifiers
             found[position] = keys[verdict] if verdict < len(keys) else None
-        for position in positions[len(verdicts) : taken]:  # stopped short of the limit: here
-            found[position] = self._signer(opened[position])
+        missing = positions[len(verdicts) : taken]  # stopped short of the limit, or failed: here
+        for position, key in zip(missing, self._signers([opened[p] for p in missing]), strict=True):
+            found[position] = key
         return found
 
     def _sent_results(self, sent: _SentAnswer, ctx: _StreamContext) -> list[SampleProvenance]:

@@ -144,6 +144,9 @@ class SharedProgress:
     def lower_limit(self, limit: int) -> None:
         self._memory[4:8] = limit.to_bytes(4, sys.byteorder)
 
+    def close(self) -> None:
+        self._memory.close()
+
 
 def run_checks(data: bytes, progress: SharedProgress | None = None) -> bytes:
     """The process's answer to one message: verdicts for the checks below the limit."""
@@ -175,13 +178,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _can(fd: int, event: int, timeout: float) -> bool:
+    """Whether ``fd`` is ready for ``event`` (select.POLLIN/POLLOUT) within ``timeout`` seconds
+    (poll, not select: any descriptor number)."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
 def _write_within(fd: int, data: bytes, timeout: float) -> bool:
     """Write all of ``data`` to the non-blocking ``fd``; False if that takes over ``timeout``."""
     deadline = time.monotonic() + timeout
     view = memoryview(data)
     while view:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+        if remaining <= 0 or not _can(fd, select.POLLOUT, remaining):
             return False
         try:
             view = view[os.write(fd, view) :]
@@ -228,18 +239,21 @@ class SignatureProcess:
             # The same interpreter and environment: it imports anchorlog as an installed
             # program does. If it cannot, it ends at once and the caller uses its threads.
             code = f"from anchorlog.client.signature_process import serve; serve({shared.fileno()})"
+            # -P: not the current directory first on its path (a folder there named
+            # anchorlog or nacl would replace the code that checks the signatures).
             self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-P", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, pass_fds=(shared.fileno(),),
             )
         self._timeout = timeout
         self._count = 0  # checks sent and not yet answered
+        self._owner = os.getpid()  # a forked copy of the client must not share the pipes
         assert self._process.stdin is not None
         os.set_blocking(self._process.stdin.fileno(), False)  # see _write_within
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and os.getpid() == self._owner and self._process.poll() is None
 
     def check(self, packed: Iterable[bytes], count: int) -> bool:
         """Send ``count`` checks (each from :func:`pack_check`); False if the process is gone."""
@@ -247,12 +261,17 @@ class SignatureProcess:
             raise RuntimeError("one message of checks at a time")
         if self._process is None or self._process.stdin is None:
             return False
+        if os.getpid() != self._owner:
+            return False
         data = b"".join(packed)
         self.progress.start(count)  # before it can read them
         try:
             sent = _write_within(self._process.stdin.fileno(), len(data).to_bytes(_U32, "big") + data, self._timeout)
-        except OSError:
+        except Exception:  # noqa: BLE001  # any failure: the threads check instead
             sent = False
+        except BaseException:  # interrupted mid-message: the pipe is out of step for good
+            self.close()
+            raise
         if not sent:  # gone, or not reading (stopped, stuck): never block the client on it
             self.close()
             return False
@@ -263,24 +282,31 @@ class SignatureProcess:
         """Whether the answer to the last ``check`` can be read without waiting."""
         if self._process is None or self._process.stdout is None:
             return True
-        return bool(select.select([self._process.stdout.fileno()], [], [], 0)[0])
+        try:
+            return _can(self._process.stdout.fileno(), select.POLLIN, 0)
+        except Exception:  # noqa: BLE001  # verdicts() then finds out what is wrong
+            return True
 
-    def verdicts(self) -> bytes | None:
+    def verdicts(self, timeout: float | None = None) -> bytes | None:
         """The answer to the last ``check``: the verdicts of its first checks (normally at
         least as many as the limit it was last given; the caller makes any others);
-        None if the process failed."""
+        None if the process failed, or did not answer within ``timeout`` (the
+        process's own unless given), which ends it."""
         expected, self._count = self._count, 0
-        if self._process is None or self._process.stdout is None:
+        if self._process is None or self._process.stdout is None or os.getpid() != self._owner:
             return None
         fd = self._process.stdout.fileno()
         try:
-            if not select.select([fd], [], [], self._timeout)[0]:
+            if not _can(fd, select.POLLIN, self._timeout if timeout is None else timeout):
                 self.close()
                 return None
             head = _read_exactly(fd, _U32)
             answer = _read_exactly(fd, int.from_bytes(head, "big")) if head is not None else None
-        except OSError:
+        except Exception:  # noqa: BLE001
             answer = None
+        except BaseException:  # interrupted mid-answer: never read the rest as the next one's
+            self.close()
+            raise
         if answer is None or len(answer) > expected:
             self.close()
             return None
@@ -288,8 +314,9 @@ class SignatureProcess:
 
     def close(self, grace: float = 1.0) -> None:
         process, self._process = self._process, None
-        if process is None:
+        if process is None or os.getpid() != self._owner:
             return
+        self.progress.close()
         for stream in (process.stdin, process.stdout):
             if stream is not None:
                 try:

@@ -140,3 +140,41 @@ def test_a_process_that_does_not_answer_in_time_is_ended() -> None:
         assert not process.alive
     finally:
         process.close()
+
+
+def test_a_folder_named_anchorlog_in_the_working_directory_does_not_replace_the_checks(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    fake = folder / "anchorlog" / "client"
+    fake.mkdir(parents=True)
+    marker = folder / "ran"
+    (folder / "anchorlog" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (fake / "__init__.py").write_text("")
+    (fake / "signature_process.py").write_text(
+        "import sys\ndef serve(fd):\n    sys.stdout.buffer.write(b'\\0\\0\\0\\1\\0'); sys.stdout.flush()\n"
+    )
+    monkeypatch.chdir(folder)
+    process = SignatureProcess()
+    try:
+        checks = [_check_of(2, b"forged", (0,))]  # signed by key 2, offered key 0 only
+        assert process.check(checks, 1)
+        assert process.verdicts() == bytes([NO_KEY])
+    finally:
+        process.close()
+    assert not marker.exists()
+
+
+def test_an_answer_sees_only_entries_that_arrived_by_then() -> None:
+    from anchorlog.client.ledger import _EntriesAsOf
+
+    entries = {1: "first", 2: "second", 3: "again"}  # values stand in for VerifiedEntry
+    arrival = {1: 1, 2: 2, 3: 1}
+    as_of_first = _EntriesAsOf(entries, arrival, 1)  # type: ignore[arg-type]
+    assert as_of_first.get(1) == "first" and as_of_first.get(2) is None and 2 not in as_of_first
+    assert sorted(as_of_first) == [1, 3] and len(as_of_first) == 2
+    arrival[3] = 3  # sent again in a later answer: the earlier answer no longer sees it
+    assert as_of_first.get(3) is None
+    assert _EntriesAsOf(entries, arrival, 3).get(3) == "again"  # type: ignore[arg-type]

@@ -204,16 +204,31 @@ def test_a_stopped_process_leaves_its_checks_to_the_calling_thread(
         # One answer of 40 checks (about 21 KB: the pipe takes it without the process
         # reading), the bad one first, so the last the calling thread would take.
         os.kill(pid, signal.SIGSTOP)
-        resume = threading.Timer(2.0, os.kill, (pid, signal.SIGCONT))
+        resume = threading.Timer(20.0, os.kill, (pid, signal.SIGCONT))
         resume.start()
+        limits: list[int] = []
+        lower = reader._signature_process.progress.lower_limit  # type: ignore[union-attr]
+
+        def noted(limit: int) -> None:
+            limits.append(limit)
+            lower(limit)
+
+        reader._signature_process.progress.lower_limit = noted  # type: ignore[union-attr,method-assign]
         try:
+            started = time.monotonic()
             with pytest.raises(SignatureError, match="not signed by any key of vendor"):
                 list(reader.provenance_many([tampered, *good[:40]], chunk=320))
+            # Every check taken, it waited only a second for the answer owed, then ended it.
+            assert time.monotonic() - started < 10
         finally:
             resume.cancel()
-            os.kill(pid, signal.SIGCONT)
-        assert reader._signature_process is not None and reader._signature_process.alive
-        assert reader._signature_process.progress.limit == 0, "the calling thread took every check"
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        assert limits[-1] == 0, "the calling thread took every check"
+        assert reader._signature_process is not None and not reader._signature_process.alive
+        assert _gone(pid)
         again = list(reader.provenance_many(good, chunk=CHUNK))
         assert [r.digest for r in again] == good and {r.status for r in again} == {Status.HUMAN_VALIDATED}
 
