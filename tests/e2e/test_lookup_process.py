@@ -16,15 +16,20 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import grpc
 import pytest
 from anchorlog.client import ledger as client_ledger
 from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.vendor import attest_samples, hash_text
 from anchorlog.client.verify import SampleProvenance, SignatureError
+from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.status import Status
+from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
-from tests.e2e.test_client import VALIDATED, World, own_world
+from tests.e2e.test_client import VALIDATED, World, _TamperingProxy, own_world
 from tests.e2e.test_lookup_parallel import append_bad_signatures
 
 __all__ = ["own_world"]  # fixture used here
@@ -283,3 +288,42 @@ def test_checks_the_process_stopped_short_of_are_made_by_the_client(
             with pytest.raises(SignatureError, match="not signed by any key of vendor"):
                 list(process.provenance_many([*good[:400], bad, *good[400:]], chunk=CHUNK))
         _child(process)  # still the same, alive: stopping short is not a failure
+
+
+def _one_answer_too_many(answers: Iterator[Any]) -> Iterator[Any]:
+    """A server that gives every real answer, then the last one again."""
+    last = None
+    for answer in answers:
+        last = answer
+        yield answer
+    yield last
+
+
+def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
+    attested: tuple[World, list[bytes], bytes, bytes],
+) -> None:
+    # The last real answer is still with the process when the extra one arrives: its
+    # results come out before the refusal, as they do with threads alone.
+    world, good, _, _ = attested
+    servicer = _TamperingProxy(world.server.address, {"StreamProvenance": _one_answer_too_many})
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_LedgerServicer_to_server(servicer, server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        outcomes = []
+        for name, own_process in (("threads", False), ("process", True)):
+            with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                              state_path=world.tmp / f"extra-{name}.json", signature_process=own_process) as client:
+                yielded = []
+                with pytest.raises(VerificationError, match="more queries than were asked"):
+                    for result in client.provenance_many(good, chunk=CHUNK):
+                        yielded.append(result)  # noqa: PERF402  # what came out before the refusal
+                if own_process:
+                    _child(client)
+                outcomes.append(_shape(yielded))
+        assert outcomes[0] == outcomes[1]
+        assert [r[0] for r in outcomes[1]] == good
+    finally:
+        server.stop(0).wait()
+        servicer._channel.close()
