@@ -23,6 +23,7 @@ import grpc
 import pytest
 from anchorlog.client import ledger as client_ledger
 from anchorlog.client.ledger import LedgerClient
+from anchorlog.client.signature_process import SignatureProcess
 from anchorlog.client.vendor import attest_samples, hash_text
 from anchorlog.client.verify import SampleProvenance, SignatureError
 from anchorlog.ledger.errors import VerificationError
@@ -327,3 +328,32 @@ def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
     finally:
         server.stop(0).wait()
         servicer._channel.close()
+
+
+def test_an_interruption_while_an_answer_is_owed_ends_the_process(
+    attested: tuple[World, list[bytes], bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C while the client waits for the process's verdicts: the pipe is out of step
+    # (an answer is owed), so the process is ended and never read again; the client's
+    # next streams are checked by its threads, with the same results.
+    world, good, _, _ = attested
+    verdicts = SignatureProcess.verdicts
+    interrupted: list[int] = []
+
+    def interrupted_once(self: SignatureProcess, timeout: float | None = None) -> bytes | None:
+        if not interrupted:
+            interrupted.append(1)
+            raise KeyboardInterrupt
+        return verdicts(self, timeout)
+
+    with world.client(world.reader_token, "threads", signature_process=False) as threads, \
+            world.client(world.reader_token, "process") as process:
+        expected = _shape(list(threads.provenance_many(good, chunk=CHUNK)))
+        pid = _started(process, good)
+        monkeypatch.setattr(SignatureProcess, "verdicts", interrupted_once)
+        with pytest.raises(KeyboardInterrupt):
+            list(process.provenance_many(good, chunk=CHUNK))
+        assert interrupted and _gone(pid)
+        assert process._signature_process is not None and not process._signature_process.alive
+        assert _shape(list(process.provenance_many(good, chunk=CHUNK))) == expected
+        assert _shape(list(process.provenance_many(good[::-1], chunk=CHUNK))) == expected[::-1]
