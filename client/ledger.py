@@ -307,7 +307,7 @@ class _StreamContext:
     )
     # Single lookups share verified attestations across calls (see LedgerClient._attested).
     remember: bool = False
-    # Answers opened so far, and the one each entry (by index) last arrived in: an
+    # Answers opened so far, and the one each entry (by index) first arrived in: an
     # answer finished after the next was opened sees only entries it could have seen.
     answers: int = 0
     arrival: dict[int, int] = field(default_factory=dict)
@@ -333,9 +333,10 @@ class _OpenAnswer:
 
 
 class _EntriesAsOf(Mapping[int, VerifiedEntry]):
-    """The stream's verified entries as answer ``serial`` left them: one that arrived (or
-    arrived again) in a later answer is not there. An answer finished after the next
-    one was opened (see provenance_many) is checked with what it had itself."""
+    """The stream's verified entries as answer ``serial`` left them: one that first arrived
+    in a later answer is not there (one sent again later is: it is the same entry). An
+    answer finished after the next one was opened (see provenance_many) is checked with
+    the entries it had itself."""
 
     def __init__(self, entries: dict[int, VerifiedEntry], arrival: dict[int, int], serial: int) -> None:
         self._entries, self._arrival, self._serial = entries, arrival, serial
@@ -696,7 +697,9 @@ class LedgerClient:
                         self._key_event_entries.clear()
                     self._key_event_entries[seen] = (entry, hashes)
             ctx.entries[entry.index] = entry
-            ctx.arrival[entry.index] = serial
+            # The first answer an entry came in: sent again later, it is the same entry
+            # (the same data at the same index of consistent checkpoints).
+            ctx.arrival.setdefault(entry.index, serial)
             if ctx.keep_claims:  # a bundle carries the proofs
                 ctx.proofs[entry.index] = (entry.data, hashes)
             received.append(entry)
@@ -1061,8 +1064,8 @@ class LedgerClient:
                 answered = earlier.number + 1
             self._refuse_rollback(rpc_error(exc))
         finally:
-            if sent is not None:
-                self._collect(sent)  # the process answers one message at a time: take its answer
+            if sent is not None:  # leaving with an error: its results are never given
+                self._discard(sent)
             if with_process:
                 self._signature_process_busy.release()
         if not finished or answered != len(asked):
@@ -1151,6 +1154,14 @@ class LedgerClient:
         for position, key in zip(missing, self._signers([opened[p] for p in missing]), strict=True):
             found[position] = key
         return found
+
+    @staticmethod
+    def _discard(sent: _SentAnswer) -> None:
+        """Take the process's answer to ``sent`` without using it: it stops before its next
+        check, and a process that does not answer within a second is ended (the pipe
+        carries one answer per message)."""
+        sent.process.progress.lower_limit(0)
+        sent.process.verdicts(OWED_ANSWER_TIMEOUT)
 
     def _sent_results(self, sent: _SentAnswer, ctx: _StreamContext) -> list[SampleProvenance]:
         return self._checked(self._finish_answer(sent.answer, ctx, self._collect(sent)), sent.expected)

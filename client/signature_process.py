@@ -17,13 +17,20 @@ its own threads'. Anything it does not vouch for is checked again in the
 client, in order, and refused with the precise error. It ends when the client
 closes its end of the pipe, or dies.
 
-Wire format, framed by a ``u32`` length (big-endian, as every integer here):
+Wire format, framed by a ``u32`` length (big-endian, as every integer here),
+each frame starting with the ``u32`` serial number of the message:
 
-* checks: per check ``u8`` key count, the keys (32 bytes each), ``u8``
-  signature count, per signature ``u16`` length and bytes, ``u32`` length and
-  the message;
-* verdicts: one byte per check it made, in order, the index of the first key a
-  signature verifies with, or ``NO_KEY``.
+* checks: the serial, then per check ``u8`` key count, the keys (32 bytes
+  each), ``u8`` signature count, per signature ``u16`` length and bytes, ``u32``
+  length and the message;
+* verdicts: the serial of the message answered, then one byte per check it
+  made, in order, the index of the first key a signature verifies with, or
+  ``NO_KEY``.
+
+The client reads an answer only for the message it is owed for, within a
+deadline, of at most that message's length: an answer with another serial
+(the pipe out of step after an interruption), too long or too late ends the
+process, and its checks are made by the client.
 
 The two also share 8 bytes of memory (a file both map): the process writes how
 many checks of the current message it has finished, and reads, before each
@@ -129,7 +136,10 @@ class SharedProgress:
 
     @property
     def done(self) -> int:
-        return int.from_bytes(self._memory[0:4], sys.byteorder)
+        try:
+            return int.from_bytes(self._memory[0:4], sys.byteorder)
+        except ValueError:  # closed: the process is gone, so it finished nothing more
+            return 0
 
     @property
     def limit(self) -> int:
@@ -142,7 +152,10 @@ class SharedProgress:
         self._memory[0:4] = count.to_bytes(4, sys.byteorder)
 
     def lower_limit(self, limit: int) -> None:
-        self._memory[4:8] = limit.to_bytes(4, sys.byteorder)
+        try:
+            self._memory[4:8] = limit.to_bytes(4, sys.byteorder)
+        except ValueError:  # closed (the client closed from another thread): nothing to stop
+            pass
 
     def close(self) -> None:
         self._memory.close()
@@ -161,7 +174,7 @@ def run_checks(data: bytes, progress: SharedProgress | None = None) -> bytes:
 
 
 def _read_exactly(fd: int, count: int) -> bytes | None:
-    """``count`` bytes from ``fd``, or None at end of file."""
+    """``count`` bytes from the blocking ``fd``, or None at end of file."""
     chunks = []
     while count:
         chunk = os.read(fd, min(count, 1 << 20))
@@ -184,6 +197,25 @@ def _can(fd: int, event: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, event)
     return bool(poller.poll(max(0, int(timeout * 1000))))
+
+
+def _read_within(fd: int, count: int, deadline: float) -> bytes | None:
+    """``count`` bytes from the non-blocking ``fd``; None at end of file or past ``deadline``
+    (``time.monotonic``)."""
+    chunks = []
+    while count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not _can(fd, select.POLLIN, remaining):
+            return None
+        try:
+            chunk = os.read(fd, min(count, 1 << 20))
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
 
 
 def _write_within(fd: int, data: bytes, timeout: float) -> bool:
@@ -212,13 +244,13 @@ def serve(shared_fd: int) -> None:
         if head is None:
             return
         data = _read_exactly(fd_in, int.from_bytes(head, "big"))
-        if data is None:
+        if data is None or len(data) < _U32:
             return
         try:
-            answer = run_checks(data, progress)
+            answer = run_checks(data[_U32:], progress)
         except ValueError:
             return  # not our client: stop
-        _write_all(fd_out, len(answer).to_bytes(_U32, "big") + answer)
+        _write_all(fd_out, (_U32 + len(answer)).to_bytes(_U32, "big") + data[:_U32] + answer)
 
 
 class SignatureProcess:
@@ -234,7 +266,9 @@ class SignatureProcess:
         # The shared bytes: an unlinked temporary file, mapped here and, through its
         # inherited descriptor, in the process.
         with tempfile.TemporaryFile() as shared:  # closed once mapped: the mappings stay
-            os.ftruncate(shared.fileno(), _SHARED_BYTES)
+            # Written, not a sparse ftruncate: a full disk fails here, not as SIGBUS later.
+            shared.write(bytes(_SHARED_BYTES))
+            shared.flush()
             self.progress = SharedProgress(mmap.mmap(shared.fileno(), _SHARED_BYTES))
             # The same interpreter and environment: it imports anchorlog as an installed
             # program does. If it cannot, it ends at once and the caller uses its threads.
@@ -246,27 +280,38 @@ class SignatureProcess:
                 stderr=subprocess.DEVNULL, pass_fds=(shared.fileno(),),
             )
         self._timeout = timeout
-        self._count = 0  # checks sent and not yet answered
+        self._serial = 0  # of the last message sent
+        # The serial and check count of the message whose answer is owed, if one is.
+        self._owed: tuple[int, int] | None = None
         self._owner = os.getpid()  # a forked copy of the client must not share the pipes
-        assert self._process.stdin is not None
+        assert self._process.stdin is not None and self._process.stdout is not None
         os.set_blocking(self._process.stdin.fileno(), False)  # see _write_within
+        os.set_blocking(self._process.stdout.fileno(), False)  # see _read_within
 
     @property
     def alive(self) -> bool:
         return self._process is not None and os.getpid() == self._owner and self._process.poll() is None
 
     def check(self, packed: Iterable[bytes], count: int) -> bool:
-        """Send ``count`` checks (each from :func:`pack_check`); False if the process is gone."""
-        if self._count:
-            raise RuntimeError("one message of checks at a time")
-        if self._process is None or self._process.stdin is None:
+        """Send ``count`` checks (each from :func:`pack_check`); False if the process is gone.
+
+        One message at a time: sending while an answer is still owed (its caller was
+        interrupted before reading it) ends the process instead.
+        """
+        if self._process is None or self._process.stdin is None or os.getpid() != self._owner:
             return False
-        if os.getpid() != self._owner:
+        if self._owed is not None:
+            self.close()
             return False
         data = b"".join(packed)
+        serial = self._serial = (self._serial + 1) & 0xFFFFFFFF
+        # Owed from before the first byte goes: an interruption anywhere after this
+        # leaves the answer owed, never to be read as another message's.
+        self._owed = (serial, count)
         self.progress.start(count)  # before it can read them
+        frame = (_U32 + len(data)).to_bytes(_U32, "big") + serial.to_bytes(_U32, "big") + data
         try:
-            sent = _write_within(self._process.stdin.fileno(), len(data).to_bytes(_U32, "big") + data, self._timeout)
+            sent = _write_within(self._process.stdin.fileno(), frame, self._timeout)
         except Exception:  # noqa: BLE001  # any failure: the threads check instead
             sent = False
         except BaseException:  # interrupted mid-message: the pipe is out of step for good
@@ -275,7 +320,6 @@ class SignatureProcess:
         if not sent:  # gone, or not reading (stopped, stuck): never block the client on it
             self.close()
             return False
-        self._count = count
         return True
 
     def ready(self) -> bool:
@@ -289,28 +333,30 @@ class SignatureProcess:
 
     def verdicts(self, timeout: float | None = None) -> bytes | None:
         """The answer to the last ``check``: the verdicts of its first checks (normally at
-        least as many as the limit it was last given; the caller makes any others);
-        None if the process failed, or did not answer within ``timeout`` (the
-        process's own unless given), which ends it."""
-        expected, self._count = self._count, 0
-        if self._process is None or self._process.stdout is None or os.getpid() != self._owner:
+        least as many as the limit it was last given; the caller makes any others).
+        None if nothing is owed, or the process failed, or did not answer within
+        ``timeout`` (the process's own unless given), or answered another message
+        or more checks than were sent; all but the first end it."""
+        owed, self._owed = self._owed, None
+        if owed is None or self._process is None or self._process.stdout is None or os.getpid() != self._owner:
             return None
+        serial, count = owed
         fd = self._process.stdout.fileno()
+        deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
         try:
-            if not _can(fd, select.POLLIN, self._timeout if timeout is None else timeout):
-                self.close()
-                return None
-            head = _read_exactly(fd, _U32)
-            answer = _read_exactly(fd, int.from_bytes(head, "big")) if head is not None else None
+            head = _read_within(fd, _U32, deadline)
+            length = int.from_bytes(head, "big") if head is not None else 0
+            # Bounded before reading: never more than the message could be owed.
+            body = _read_within(fd, length, deadline) if _U32 <= length <= _U32 + count else None
         except Exception:  # noqa: BLE001
-            answer = None
+            body = None
         except BaseException:  # interrupted mid-answer: never read the rest as the next one's
             self.close()
             raise
-        if answer is None or len(answer) > expected:
+        if body is None or int.from_bytes(body[:_U32], "big") != serial:
             self.close()
             return None
-        return answer
+        return body[_U32:]
 
     def close(self, grace: float = 1.0) -> None:
         process, self._process = self._process, None

@@ -9,13 +9,14 @@ included and only their signatures are wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 from anchorlog.client import ledger as client_ledger
 from anchorlog.client.ledger import LedgerClient
 from anchorlog.client.signature_process import SignatureProcess
-from anchorlog.client.vendor import attest_samples, hash_text
+from anchorlog.client.vendor import attest_batch, attest_samples, hash_text
 from anchorlog.client.verify import SampleProvenance, SignatureError
 from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.status import Status
@@ -306,12 +307,7 @@ def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
     # The last real answer is still with the process when the extra one arrives: its
     # results come out before the refusal, as they do with threads alone.
     world, good, _, _ = attested
-    servicer = _TamperingProxy(world.server.address, {"StreamProvenance": _one_answer_too_many})
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_LedgerServicer_to_server(servicer, server)
-    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    try:
+    with _proxy(world, _one_answer_too_many) as address:
         outcomes = []
         for name, own_process in (("threads", False), ("process", True)):
             with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
@@ -325,9 +321,61 @@ def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
                 outcomes.append(_shape(yielded))
         assert outcomes[0] == outcomes[1]
         assert [r[0] for r in outcomes[1]] == good
+
+
+@contextlib.contextmanager
+def _proxy(world: World, tamper: Callable[[Iterator[Any]], Iterator[Any]]) -> Iterator[str]:
+    """The address of a proxy to ``world``'s server whose provenance answers ``tamper`` alters."""
+    servicer = _TamperingProxy(world.server.address, {"StreamProvenance": tamper})
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_LedgerServicer_to_server(servicer, server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        yield address
     finally:
         server.stop(0).wait()
         servicer._channel.close()
+
+
+def _resending(answers: Iterator[Any]) -> Iterator[Any]:
+    """A server that sends each answer's entries again with the next answer (the same
+    entries with the same proofs: nothing a client may refuse)."""
+    previous: list[Any] = []
+    for answer in answers:
+        current = list(answer.entries)
+        answer.entries.extend(previous)
+        previous = current
+        yield answer
+
+
+def test_entries_sent_again_are_seen_by_the_answer_they_first_came_in(
+    attested: tuple[World, list[bytes], bytes, bytes],
+) -> None:
+    # Batched samples name their batch's entry: answer N, finished while the process
+    # checks it and answer N+1 (which sends N's entries again) is read, still has them.
+    # The batches' entries first come in an answer with enough direct samples for the
+    # process (the first answers are direct samples only).
+    world, good, _, _ = attested
+    batches = [[hash_text(f"resent batch {b} sample {i}") for i in range(400)] for b in range(2)]
+    with world.client(world.vendor_token, "vendor") as vendor:
+        assert all(o.ok for o in vendor.submit([attest_batch(world.key, batch, VALIDATED) for batch in batches]))
+    batched = [digest for row in zip(*batches, strict=True) for digest in row]
+    mixed = [digest for pair in zip(good[250:], batched, strict=False) for digest in pair]
+    asked = [*good[:250], *mixed, *batched[len(good) - 250 :]]
+    assert sorted(asked) == sorted(good + batched)
+    with world.client(world.reader_token, "direct", signature_process=False) as direct:
+        expected = _shape(list(direct.provenance_many(asked, chunk=CHUNK)))
+    assert {status for _, status, _ in expected} == {Status.HUMAN_VALIDATED}  # type: ignore[misc]
+    with _proxy(world, _resending) as address:
+        for name, own_process in (("threads", False), ("process", True)):
+            with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
+                              state_path=world.tmp / f"resent-{name}.json", signature_process=own_process) as client:
+                if own_process:
+                    _started(client, good)
+                assert _shape(list(client.provenance_many(asked, chunk=CHUNK // 4))) == expected, name
+                if own_process:
+                    _child(client)
 
 
 def test_an_interruption_while_an_answer_is_owed_ends_the_process(
