@@ -31,7 +31,7 @@ from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.status import Status
 from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
-from tests.e2e.test_client import VALIDATED, World, _TamperingProxy, own_world
+from tests.e2e.test_client import VALIDATED, World, _one_more_answer, _TamperingProxy, own_world
 from tests.e2e.test_lookup_parallel import append_bad_signatures
 
 __all__ = ["own_world"]  # fixture used here
@@ -292,22 +292,13 @@ def test_checks_the_process_stopped_short_of_are_made_by_the_client(
         _child(process)  # still the same, alive: stopping short is not a failure
 
 
-def _one_answer_too_many(answers: Iterator[Any]) -> Iterator[Any]:
-    """A server that gives every real answer, then the last one again."""
-    last = None
-    for answer in answers:
-        last = answer
-        yield answer
-    yield last
-
-
 def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
     attested: tuple[World, list[bytes], bytes, bytes],
 ) -> None:
     # The last real answer is still with the process when the extra one arrives: its
     # results come out before the refusal, as they do with threads alone.
     world, good, _, _ = attested
-    with _proxy(world, _one_answer_too_many) as address:
+    with _proxy(world, _one_more_answer) as address:
         outcomes = []
         for name, own_process in (("threads", False), ("process", True)):
             with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
