@@ -104,9 +104,11 @@ PARALLEL_SIGNATURES = 16
 # process (client/signature_process.py) if it is not running yet: spawning it
 # costs a new interpreter, worth it only for long streams.
 PROCESS_SIGNATURES = 128
-# Seconds the signature process may take to read a message or answer it before it
-# is ended (and the threads check instead).
+# Seconds the signature process may take to answer a message, and to read one (it
+# waits for each message idle, so a healthy one reads at once), before it is ended
+# (and the threads check instead).
 PROCESS_TIMEOUT = 60.0
+PROCESS_WRITE_TIMEOUT = 5.0
 # An entry's second byte is its kind (ledger/entry.py).
 _KEY_EVENT_KIND = bytes((EntryKind.KEY_EVENT,))
 # Seconds to wait for the answer the process owes once this thread took every check.
@@ -1091,7 +1093,7 @@ class LedgerClient:
             if checks < PROCESS_SIGNATURES:
                 return None
             try:
-                process = self._signature_process = SignatureProcess(PROCESS_TIMEOUT)
+                process = self._signature_process = SignatureProcess(PROCESS_TIMEOUT, PROCESS_WRITE_TIMEOUT)
             except Exception:  # noqa: BLE001  # no process here (a sandbox, no spawn): threads, as before
                 self._use_signature_process = False
                 return None

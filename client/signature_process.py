@@ -257,12 +257,13 @@ class SignatureProcess:
     """The process, checking one message of checks at a time.
 
     :meth:`check` sends, :meth:`verdicts` waits for the answer. Any failure (the
-    process could not start, died, answered out of shape, or took longer than
-    ``timeout``) ends it: :attr:`alive` is then false and the caller checks in
+    process could not start, died, answered out of shape, took longer than
+    ``timeout`` to answer or than ``write_timeout`` (default ``timeout``) to read
+    a message) ends it: :attr:`alive` is then false and the caller checks in
     its own threads.
     """
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, timeout: float = 60.0, write_timeout: float | None = None) -> None:
         # The shared bytes: an unlinked temporary file, mapped here and, through its
         # inherited descriptor, in the process.
         with tempfile.TemporaryFile() as shared:  # closed once mapped: the mappings stay
@@ -280,6 +281,7 @@ class SignatureProcess:
                 stderr=subprocess.DEVNULL, pass_fds=(shared.fileno(),),
             )
         self._timeout = timeout
+        self._write_timeout = timeout if write_timeout is None else write_timeout
         self._serial = 0  # of the last message sent
         # The serial and check count of the message whose answer is owed, if one is.
         self._owed: tuple[int, int] | None = None
@@ -311,7 +313,7 @@ class SignatureProcess:
         self.progress.start(count)  # before it can read them
         frame = (_U32 + len(data)).to_bytes(_U32, "big") + serial.to_bytes(_U32, "big") + data
         try:
-            sent = _write_within(self._process.stdin.fileno(), frame, self._timeout)
+            sent = _write_within(self._process.stdin.fileno(), frame, self._write_timeout)
         except Exception:  # noqa: BLE001  # any failure: the threads check instead
             sent = False
         except BaseException:  # interrupted mid-message: the pipe is out of step for good
