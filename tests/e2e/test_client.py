@@ -8,6 +8,7 @@ a specific error, and never move its trusted checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import subprocess
@@ -430,9 +431,10 @@ class _TamperingProxy(pb_grpc.LedgerServicer):
         return self._forward_stream("SubmitStream", requests, context)
 
 
-@pytest.fixture
-def proxy(world: World) -> Iterator[tuple[str, _TamperingProxy]]:
-    servicer = _TamperingProxy(world.server.address, {})
+@contextlib.contextmanager
+def tampering_proxy(upstream: str, tamper: dict[str, Tamper] | None = None) -> Iterator[tuple[str, _TamperingProxy]]:
+    """A ``_TamperingProxy`` to ``upstream`` served on a free loopback port: its address, and it."""
+    servicer = _TamperingProxy(upstream, dict(tamper or {}))
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_LedgerServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -442,6 +444,12 @@ def proxy(world: World) -> Iterator[tuple[str, _TamperingProxy]]:
     finally:
         server.stop(0).wait()
         servicer._channel.close()
+
+
+@pytest.fixture
+def proxy(world: World) -> Iterator[tuple[str, _TamperingProxy]]:
+    with tampering_proxy(world.server.address) as served:
+        yield served
 
 
 def _flip(data: bytes, at: int) -> bytes:

@@ -9,18 +9,15 @@ included and only their signatures are wrong.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 from anchorlog.client import ledger as client_ledger
 from anchorlog.client.ledger import LedgerClient
@@ -29,9 +26,8 @@ from anchorlog.client.vendor import attest_batch, attest_samples, hash_text
 from anchorlog.client.verify import SampleProvenance, SignatureError
 from anchorlog.ledger.errors import VerificationError
 from anchorlog.ledger.status import Status
-from anchorlog.v1 import anchorlog_pb2_grpc as pb_grpc
 
-from tests.e2e.test_client import VALIDATED, World, _one_more_answer, _TamperingProxy, own_world
+from tests.e2e.test_client import VALIDATED, World, _one_more_answer, own_world, tampering_proxy
 from tests.e2e.test_lookup_parallel import append_bad_signatures
 
 __all__ = ["own_world"]  # fixture used here
@@ -299,7 +295,7 @@ def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
     # The last real answer is still with the process when the extra one arrives: its
     # results come out before the refusal, as they do with threads alone.
     world, good, _, _ = attested
-    with _proxy(world, _one_more_answer) as address:
+    with tampering_proxy(world.server.address, {"StreamProvenance": _one_more_answer}) as (address, _):
         outcomes = []
         for name, own_process in (("threads", False), ("process", True)):
             with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
@@ -313,21 +309,6 @@ def test_an_extra_answer_is_refused_after_the_real_ones_are_given(
                 outcomes.append(_shape(yielded))
         assert outcomes[0] == outcomes[1]
         assert [r[0] for r in outcomes[1]] == good
-
-
-@contextlib.contextmanager
-def _proxy(world: World, tamper: Callable[[Iterator[Any]], Iterator[Any]]) -> Iterator[str]:
-    """The address of a proxy to ``world``'s server whose provenance answers ``tamper`` alters."""
-    servicer = _TamperingProxy(world.server.address, {"StreamProvenance": tamper})
-    server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_LedgerServicer_to_server(servicer, server)
-    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    try:
-        yield address
-    finally:
-        server.stop(0).wait()
-        servicer._channel.close()
 
 
 def _resending(answers: Iterator[Any]) -> Iterator[Any]:
@@ -359,7 +340,7 @@ def test_entries_sent_again_are_seen_by_the_answer_they_first_came_in(
     with world.client(world.reader_token, "direct", signature_process=False) as direct:
         expected = _shape(list(direct.provenance_many(asked, chunk=CHUNK)))
     assert {status for _, status, _ in expected} == {Status.HUMAN_VALIDATED}  # type: ignore[misc]
-    with _proxy(world, _resending) as address:
+    with tampering_proxy(world.server.address, {"StreamProvenance": _resending}) as (address, _):
         for name, own_process in (("threads", False), ("process", True)):
             with LedgerClient(address, token=world.reader_token, log_key=world.server.log_key,
                               state_path=world.tmp / f"resent-{name}.json", signature_process=own_process) as client:
